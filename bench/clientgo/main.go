@@ -1,0 +1,767 @@
+// Command clientgo-bench measures client-go's Lease-based resource lock
+// (k8s.io/client-go/tools/leaderelection/resourcelock.LeaseLock) against a
+// Kubernetes API server, as the reference side of the celers-kube-lease
+// benchmark. It prints exactly one JSON object on stdout; logs go to stderr.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	rl "k8s.io/client-go/tools/leaderelection/resourcelock"
+)
+
+// callTimeout bounds every single API call.
+const callTimeout = 5 * time.Second
+
+var scenarios = []string{"acquire_free", "acquire_expired", "reacquire", "renew", "release", "get", "throughput"}
+
+type options struct {
+	kubeconfig   string
+	namespace    string
+	scenario     string
+	iterations   int
+	clients      int
+	durationSecs float64
+	ttlSecs      int
+	hotKey       bool
+}
+
+// result is the single JSON line printed on stdout. Field order is fixed.
+type result struct {
+	Impl          string  `json:"impl"`
+	Scenario      string  `json:"scenario"`
+	Clients       int     `json:"clients"`
+	Ops           int     `json:"ops"`
+	Errors        int     `json:"errors"`
+	Successes     int     `json:"successes"`
+	Requests      int64   `json:"requests"`
+	RequestsPerOp float64 `json:"requests_per_op"`
+	P50Ms         float64 `json:"p50_ms"`
+	P99Ms         float64 `json:"p99_ms"`
+	OpsPerSec     float64 `json:"ops_per_sec"`
+	ElapsedSecs   float64 `json:"elapsed_secs"`
+}
+
+func main() {
+	log.SetFlags(log.Ltime | log.Lmicroseconds)
+	log.SetOutput(os.Stderr)
+	log.SetPrefix("clientgo-bench: ")
+
+	var o options
+	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "path to the kubeconfig of the API server (required)")
+	flag.StringVar(&o.namespace, "namespace", "default", "namespace for the leases (must exist)")
+	flag.StringVar(&o.scenario, "scenario", "", "one of: "+strings.Join(scenarios, ", "))
+	flag.IntVar(&o.iterations, "iterations", 200, "operations per sequential scenario")
+	flag.IntVar(&o.clients, "clients", 8, "concurrent clients (throughput)")
+	flag.Float64Var(&o.durationSecs, "duration-secs", 5, "measured duration in seconds (throughput)")
+	flag.IntVar(&o.ttlSecs, "ttl-secs", 15, "lease duration in seconds")
+	flag.BoolVar(&o.hotKey, "hot-key", false, "throughput: all clients contend for one key")
+	flag.Parse()
+
+	if o.kubeconfig == "" {
+		fatalf("--kubeconfig is required")
+	}
+	known := false
+	for _, s := range scenarios {
+		known = known || s == o.scenario
+	}
+	if !known {
+		fatalf("--scenario must be one of: %s", strings.Join(scenarios, ", "))
+	}
+	if o.iterations < 1 || o.clients < 1 || o.durationSecs <= 0 || o.ttlSecs < 1 {
+		fatalf("--iterations, --clients, --duration-secs and --ttl-secs must be positive")
+	}
+	if o.hotKey && o.scenario != "throughput" {
+		log.Printf("--hot-key only applies to the throughput scenario; ignored")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	b, err := newBench(o)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	res, runErr := b.run(ctx)
+	b.cleanup() // every lease this run may have created; never counted
+	if runErr != nil {
+		fatalf("%v", runErr)
+	}
+	line, err := json.Marshal(res)
+	if err != nil {
+		fatalf("encoding result: %v", err)
+	}
+	fmt.Println(string(line))
+}
+
+func fatalf(format string, args ...any) {
+	log.Printf(format, args...)
+	os.Exit(1)
+}
+
+// ---------------------------------------------------------------------------
+// The lock logic: a line-by-line copy of what client-go's
+// leaderelection.LeaderElector does in tryAcquireOrRenew and tryRelease
+// (client-go v0.37.2, tools/leaderelection/leaderelection.go). Those methods
+// are unexported and only reachable through LeaderElector.Run's timed retry
+// loop, so the same steps are reproduced here on the real rl.LeaseLock,
+// including the elector's local observation state (observedRecord,
+// observedRawRecord, observedTime) that decides expiry and leadership.
+// ---------------------------------------------------------------------------
+
+type elector struct {
+	lock          *rl.LeaseLock
+	leaseDuration time.Duration
+
+	observedRecord    rl.LeaderElectionRecord
+	observedRawRecord []byte
+	observedTime      time.Time
+}
+
+func newElector(client kubernetes.Interface, namespace, name, identity string, ttl time.Duration) *elector {
+	return &elector{
+		lock: &rl.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Name: name, Namespace: namespace},
+			Client:     client.CoordinationV1(),
+			LockConfig: rl.ResourceLockConfig{Identity: identity},
+		},
+		leaseDuration: ttl,
+	}
+}
+
+func (e *elector) isLeader() bool { return e.observedRecord.HolderIdentity == e.lock.Identity() }
+
+func (e *elector) isLeaseValid(now time.Time) bool {
+	return e.observedTime.Add(time.Second * time.Duration(e.observedRecord.LeaseDurationSeconds)).After(now)
+}
+
+func (e *elector) setObservedRecord(r *rl.LeaderElectionRecord) {
+	e.observedRecord = *r
+	e.observedTime = time.Now()
+}
+
+func (e *elector) get(ctx context.Context) (*rl.LeaderElectionRecord, []byte, error) {
+	c, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return e.lock.Get(c)
+}
+
+func (e *elector) create(ctx context.Context, r rl.LeaderElectionRecord) error {
+	c, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return e.lock.Create(c, r)
+}
+
+func (e *elector) update(ctx context.Context, r rl.LeaderElectionRecord) error {
+	c, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	return e.lock.Update(c, r)
+}
+
+// tryAcquireOrRenew mirrors LeaderElector.tryAcquireOrRenew. It returns
+// whether this elector holds the lock afterwards, and the API error that made
+// it fail, if any (client-go only logs it).
+func (e *elector) tryAcquireOrRenew(ctx context.Context) (bool, error) {
+	now := metav1.NewTime(time.Now())
+	record := rl.LeaderElectionRecord{
+		HolderIdentity:       e.lock.Identity(),
+		LeaseDurationSeconds: int(e.leaseDuration / time.Second),
+		RenewTime:            now,
+		AcquireTime:          now,
+	}
+
+	// 1. fast path for the leader to update optimistically assuming that the
+	// record observed last time is the current version.
+	if e.isLeader() && e.isLeaseValid(now.Time) {
+		old := e.observedRecord
+		record.AcquireTime = old.AcquireTime
+		record.LeaderTransitions = old.LeaderTransitions
+		if err := e.update(ctx, record); err == nil {
+			e.setObservedRecord(&record)
+			return true, nil
+		}
+		// client-go logs and falls back to the slow path
+	}
+
+	// 2. obtain or create the ElectionRecord
+	oldRecord, oldRaw, err := e.get(ctx)
+	if err != nil {
+		if !apierrors.IsNotFound(err) {
+			return false, err
+		}
+		if err := e.create(ctx, record); err != nil {
+			return false, err
+		}
+		e.setObservedRecord(&record)
+		return true, nil
+	}
+
+	// 3. Record obtained, check the Identity & Time
+	if !bytes.Equal(e.observedRawRecord, oldRaw) {
+		e.setObservedRecord(oldRecord)
+		e.observedRawRecord = oldRaw
+	}
+	if len(oldRecord.HolderIdentity) > 0 && e.isLeaseValid(now.Time) && !e.isLeader() {
+		return false, nil // held by someone else and not yet expired
+	}
+
+	// 4. We're going to try to update.
+	if e.isLeader() {
+		record.AcquireTime = oldRecord.AcquireTime
+		record.LeaderTransitions = oldRecord.LeaderTransitions
+	} else {
+		record.LeaderTransitions = oldRecord.LeaderTransitions + 1
+	}
+	if err := e.update(ctx, record); err != nil {
+		return false, err
+	}
+	e.setObservedRecord(&record)
+	return true, nil
+}
+
+// tryRelease mirrors LeaderElector.tryRelease (ReleaseOnCancel): Get, then
+// Update the record with an empty holder and LeaseDurationSeconds 1, retrying
+// on conflict. The lease is not deleted.
+func (e *elector) tryRelease(ctx context.Context) (bool, error) {
+	oldRecord, _, err := e.get(ctx)
+	if err != nil {
+		return false, err // NotFound included: client-go reports "lease lock not found", false
+	}
+	if !e.isLeader() {
+		return true, nil
+	}
+	now := metav1.NewTime(time.Now())
+	record := rl.LeaderElectionRecord{
+		LeaderTransitions:    oldRecord.LeaderTransitions,
+		LeaseDurationSeconds: 1,
+		RenewTime:            now,
+		AcquireTime:          now,
+	}
+	if err := e.update(ctx, record); err != nil {
+		if apierrors.IsConflict(err) && ctx.Err() == nil {
+			return e.tryRelease(ctx)
+		}
+		return false, err
+	}
+	e.setObservedRecord(&record)
+	return true, nil
+}
+
+// ---------------------------------------------------------------------------
+// Benchmark harness
+// ---------------------------------------------------------------------------
+
+type bench struct {
+	o        options
+	cfg      *rest.Config
+	client   kubernetes.Interface // setup, metrics, cleanup and sequential ops
+	prefix   string               // lease-name prefix unique to this run
+	identity string
+	ttl      time.Duration
+
+	// leaseRequests counts, client side, every request whose path names
+	// leases (setup and cleanup included); logged only, as a cross-check.
+	leaseRequests atomic.Int64
+
+	mu      sync.Mutex
+	created map[string]struct{} // every lease name this run may have created
+}
+
+func newBench(o options) (*bench, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w", err)
+	}
+	// No client-side rate limiting: a negative QPS makes client-go build no
+	// token bucket at all.
+	cfg.QPS = -1
+	cfg.Burst = 0
+	cfg.UserAgent = "clientgo-bench"
+	cfg.Timeout = 0 // per-call timeouts come from contexts
+
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	id := hex.EncodeToString(rnd[:])
+	b := &bench{
+		o:        o,
+		cfg:      cfg,
+		prefix:   "cgbench-" + id + "-",
+		identity: "cgbench-" + id + "-holder",
+		ttl:      time.Duration(o.ttlSecs) * time.Second,
+		created:  map[string]struct{}{},
+	}
+	b.client, err = b.newClientset(b.cfg, "main")
+	if err != nil {
+		return nil, err
+	}
+	log.Printf("run prefix %q, namespace %q, scenario %s", b.prefix, o.namespace, o.scenario)
+	return b, nil
+}
+
+func (b *bench) newClientset(cfg *rest.Config, name string) (kubernetes.Interface, error) {
+	c := rest.CopyConfig(cfg)
+	c.UserAgent = "clientgo-bench/" + name
+	counter := &b.leaseRequests
+	c.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			if strings.Contains(req.URL.Path, "/leases") {
+				counter.Add(1)
+			}
+			return rt.RoundTrip(req)
+		})
+	})
+	return kubernetes.NewForConfig(c)
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func (b *bench) leaseName(kind string, i int) string {
+	name := fmt.Sprintf("%s%s-%d", b.prefix, strings.ReplaceAll(kind, "_", "-"), i)
+	b.mu.Lock()
+	b.created[name] = struct{}{}
+	b.mu.Unlock()
+	return name
+}
+
+// createLease creates a lease directly (setup only, never measured).
+func (b *bench) createLease(ctx context.Context, name string, r rl.LeaderElectionRecord) error {
+	c, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	lease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: b.o.namespace},
+		Spec:       rl.LeaderElectionRecordToLeaseSpec(&r),
+	}
+	_, err := b.client.CoordinationV1().Leases(b.o.namespace).Create(c, lease, metav1.CreateOptions{})
+	return err
+}
+
+// cleanup deletes every lease this run may have created: best effort,
+// 8 deletes in flight, at most 60 s in all.
+func (b *bench) cleanup() {
+	b.mu.Lock()
+	names := make([]string, 0, len(b.created))
+	for n := range b.created {
+		names = append(names, n)
+	}
+	b.created = map[string]struct{}{}
+	b.mu.Unlock()
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	work := make(chan string)
+	var deleted, failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range work {
+				c, cc := context.WithTimeout(ctx, callTimeout)
+				err := b.client.CoordinationV1().Leases(b.o.namespace).Delete(c, n, metav1.DeleteOptions{})
+				cc()
+				switch {
+				case err == nil:
+					deleted.Add(1)
+				case apierrors.IsNotFound(err):
+				default:
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for _, n := range names {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- n
+	}
+	close(work)
+	wg.Wait()
+	log.Printf("cleanup: deleted %d leases, %d failures", deleted.Load(), failed.Load())
+}
+
+// leaseRequestTotal reads the API server's /metrics and sums every
+// apiserver_request_total sample whose labels include resource="leases".
+func (b *bench) leaseRequestTotal(ctx context.Context) (float64, error) {
+	// apiserver_request_total is recorded as the handler finishes; give the
+	// server a moment so requests just answered are in the snapshot.
+	time.Sleep(300 * time.Millisecond)
+	c, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	raw, err := b.client.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(c)
+	if err != nil {
+		return 0, fmt.Errorf("reading /metrics: %w", err)
+	}
+	return sumLeaseRequests(bytes.NewReader(raw))
+}
+
+func sumLeaseRequests(r io.Reader) (float64, error) {
+	const metric = "apiserver_request_total{"
+	var sum float64
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1024*1024), 16*1024*1024)
+	found := false
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, metric) {
+			continue
+		}
+		end := strings.LastIndexByte(line, '}')
+		if end < 0 || !strings.Contains(line[:end], `resource="leases"`) {
+			continue
+		}
+		fields := strings.Fields(line[end+1:]) // value [timestamp]
+		if len(fields) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("parsing %q: %w", line, err)
+		}
+		sum += v
+		found = true
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if !found {
+		log.Printf("warning: no apiserver_request_total sample with resource=\"leases\" yet")
+	}
+	return sum, nil
+}
+
+type opOutcome struct {
+	held bool
+	err  error
+}
+
+type stats struct {
+	latencies []time.Duration
+	ops       int
+	successes int
+	errors    int
+	conflicts int
+	firstErr  error
+}
+
+func (s *stats) add(d time.Duration, out opOutcome) {
+	s.ops++
+	s.latencies = append(s.latencies, d)
+	switch {
+	case out.err == nil && out.held:
+		s.successes++
+	case out.err == nil:
+	case apierrors.IsConflict(out.err) || apierrors.IsAlreadyExists(out.err):
+		// a lost optimistic-concurrency race: not held, but not an error
+		s.conflicts++
+	default:
+		s.errors++
+		if s.firstErr == nil {
+			s.firstErr = out.err
+		}
+	}
+}
+
+func (s *stats) merge(o *stats) {
+	s.latencies = append(s.latencies, o.latencies...)
+	s.ops += o.ops
+	s.successes += o.successes
+	s.errors += o.errors
+	s.conflicts += o.conflicts
+	if s.firstErr == nil {
+		s.firstErr = o.firstErr
+	}
+}
+
+func percentileMs(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	if rank < 0 {
+		rank = 0
+	}
+	return round3(float64(sorted[rank]) / float64(time.Millisecond))
+}
+
+func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
+
+func (b *bench) run(ctx context.Context) (*result, error) {
+	if b.o.scenario == "throughput" {
+		return b.runThroughput(ctx)
+	}
+	op, err := b.setupSequential(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	before, err := b.leaseRequestTotal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	clientBefore := b.leaseRequests.Load()
+	var st stats
+	start := time.Now()
+	for i := 0; i < b.o.iterations && ctx.Err() == nil; i++ {
+		t := time.Now()
+		out := op(ctx, i)
+		st.add(time.Since(t), out)
+	}
+	elapsed := time.Since(start)
+	clientReq := b.leaseRequests.Load() - clientBefore
+	after, err := b.leaseRequestTotal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return b.report(&st, 1, elapsed, after-before, clientReq), nil
+}
+
+// setupSequential prepares the leases of a sequential scenario (not measured)
+// and returns the measured operation for iteration i.
+func (b *bench) setupSequential(ctx context.Context) (func(context.Context, int) opOutcome, error) {
+	n := b.o.iterations
+	sc := b.o.scenario
+	names := make([]string, n)
+	for i := range names {
+		names[i] = b.leaseName(sc, i)
+	}
+	electors := make([]*elector, n)
+	for i := range electors {
+		electors[i] = newElector(b.client, b.o.namespace, names[i], b.identity, b.ttl)
+	}
+	acquire := func(ctx context.Context, i int) opOutcome {
+		held, err := electors[i].tryAcquireOrRenew(ctx)
+		return opOutcome{held, err}
+	}
+	now := metav1.NewTime(time.Now())
+	heldByMe := rl.LeaderElectionRecord{
+		HolderIdentity: b.identity, LeaseDurationSeconds: b.o.ttlSecs, AcquireTime: now, RenewTime: now,
+	}
+
+	switch sc {
+	case "acquire_free":
+		// fresh elector, no lease: Get (NotFound) -> Create
+		return acquire, nil
+
+	case "acquire_expired":
+		hourAgo := metav1.NewTime(time.Now().Add(-time.Hour))
+		stale := rl.LeaderElectionRecord{
+			HolderIdentity: b.prefix + "other", LeaseDurationSeconds: 1, AcquireTime: hourAgo, RenewTime: hourAgo,
+		}
+		for i := range names {
+			if err := b.createLease(ctx, names[i], stale); err != nil {
+				return nil, err
+			}
+		}
+		// client-go judges expiry by its own clock: a record is expired once
+		// it has been seen unchanged for LeaseDurationSeconds (observedTime),
+		// not by the record's RenewTime. So each elector observes its lease
+		// first, as LeaderElector's first retry would, and the measured op
+		// comes more than 1 s (the lease duration) later.
+		for i, e := range electors {
+			held, err := e.tryAcquireOrRenew(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if held {
+				return nil, fmt.Errorf("lease %s acquired while observing it", names[i])
+			}
+		}
+		wait := time.Until(electors[n-1].observedTime.Add(1100 * time.Millisecond))
+		time.Sleep(wait)
+		// measured: Get -> expired -> Update (new holder, LeaderTransitions+1)
+		return acquire, nil
+
+	case "reacquire":
+		// The lease is still held by our identity (written by a previous
+		// process); a fresh elector with that identity: Get -> held by me ->
+		// Update (RenewTime now, AcquireTime kept).
+		for i := range names {
+			if err := b.createLease(ctx, names[i], heldByMe); err != nil {
+				return nil, err
+			}
+		}
+		return acquire, nil
+
+	case "renew", "release":
+		// The elector itself acquires the lease (Get NotFound -> Create), so
+		// it is the leader with a valid observed lease, as after acquisition.
+		for i, e := range electors {
+			held, err := e.tryAcquireOrRenew(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if !held {
+				return nil, fmt.Errorf("setup could not acquire %s", names[i])
+			}
+		}
+		if sc == "renew" {
+			// tryAcquireOrRenew of a current leader: client-go's fast path
+			// (an optimistic Update with no Get) while the observed lease is
+			// valid, else Get -> Update.
+			return acquire, nil
+		}
+		// release: Get -> Update with HolderIdentity "" and
+		// LeaseDurationSeconds 1 (ReleaseOnCancel); no delete.
+		return func(ctx context.Context, i int) opOutcome {
+			held, err := electors[i].tryRelease(ctx)
+			return opOutcome{held, err}
+		}, nil
+
+	case "get":
+		// The closest client-go has to is_locked/owner: LeaseLock.Get of a
+		// held lease. Success: the read worked and the lease is held.
+		for i := range names {
+			if err := b.createLease(ctx, names[i], heldByMe); err != nil {
+				return nil, err
+			}
+		}
+		return func(ctx context.Context, i int) opOutcome {
+			r, _, err := electors[i].get(ctx)
+			return opOutcome{err == nil && r.HolderIdentity != "", err}
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown scenario %q", sc)
+}
+
+func (b *bench) runThroughput(ctx context.Context) (*result, error) {
+	n := b.o.clients
+	clients := make([]kubernetes.Interface, n)
+	dials := make([]*atomic.Int64, n)
+	electors := make([]*elector, n)
+	hot := ""
+	if b.o.hotKey {
+		hot = b.leaseName("throughput-hot", 0)
+	}
+	for i := 0; i < n; i++ {
+		// Own clientset per client, and its own transport: client-go caches
+		// transports by TLS settings plus the Dial function, so a distinct
+		// Dial per client gives each one a separate connection pool; the
+		// dial counter shows how many TCP connections each really opened.
+		cfg := rest.CopyConfig(b.cfg)
+		cnt := &atomic.Int64{}
+		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+		cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			cnt.Add(1)
+			return dialer.DialContext(ctx, network, addr)
+		}
+		c, err := b.newClientset(cfg, fmt.Sprintf("client-%d", i))
+		if err != nil {
+			return nil, err
+		}
+		clients[i], dials[i] = c, cnt
+		name := hot
+		if !b.o.hotKey {
+			name = b.leaseName("throughput", i)
+		}
+		electors[i] = newElector(c, b.o.namespace, name, fmt.Sprintf("%sclient-%d", b.prefix, i), b.ttl)
+	}
+
+	before, err := b.leaseRequestTotal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	clientBefore := b.leaseRequests.Load()
+	all := make([]stats, n)
+	var wg sync.WaitGroup
+	var ready sync.WaitGroup
+	ready.Add(n)
+	startGate := make(chan struct{})
+	duration := time.Duration(b.o.durationSecs * float64(time.Second))
+	var start time.Time
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			ready.Done()
+			<-startGate
+			deadline := start.Add(duration)
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				t := time.Now()
+				held, err := electors[i].tryAcquireOrRenew(ctx)
+				all[i].add(time.Since(t), opOutcome{held, err})
+			}
+		}(i)
+	}
+	ready.Wait()
+	start = time.Now()
+	close(startGate)
+	wg.Wait()
+	elapsed := time.Since(start)
+	clientReq := b.leaseRequests.Load() - clientBefore
+	after, err := b.leaseRequestTotal(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	var st stats
+	conns := make([]string, n)
+	for i := range all {
+		st.merge(&all[i])
+		conns[i] = strconv.FormatInt(dials[i].Load(), 10)
+	}
+	log.Printf("TCP connections dialed per client: [%s]", strings.Join(conns, " "))
+	return b.report(&st, n, elapsed, after-before, clientReq), nil
+}
+
+func (b *bench) report(st *stats, clients int, elapsed time.Duration, serverReq float64, clientReq int64) *result {
+	sort.Slice(st.latencies, func(i, j int) bool { return st.latencies[i] < st.latencies[j] })
+	req := int64(math.Round(serverReq))
+	log.Printf("%d ops, %d held, %d errors, %d lost races (409); lease requests: %d by server metric, %d sent by this client",
+		st.ops, st.successes, st.errors, st.conflicts, req, clientReq)
+	if st.firstErr != nil {
+		log.Printf("first error: %v", st.firstErr)
+	}
+	secs := elapsed.Seconds()
+	res := &result{
+		Impl:        "client-go",
+		Scenario:    b.o.scenario,
+		Clients:     clients,
+		Ops:         st.ops,
+		Errors:      st.errors,
+		Successes:   st.successes,
+		Requests:    req,
+		P50Ms:       percentileMs(st.latencies, 50),
+		P99Ms:       percentileMs(st.latencies, 99),
+		ElapsedSecs: round3(secs),
+	}
+	if st.ops > 0 {
+		res.RequestsPerOp = round3(float64(req) / float64(st.ops))
+	}
+	if secs > 0 {
+		res.OpsPerSec = round3(float64(st.ops) / secs)
+	}
+	return res
+}

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# End-to-end demo on a local kind cluster: three replicas of the example beat
+# scheduler share Lease-backed locks, and every scheduled run of every task is
+# executed by exactly one of them.
+#
+# Needs Docker (a running daemon), kind and kubectl. Use the kind release that
+# built the node image pinned in kind-config.yaml (see the comment there).
+#
+#   hack/kind-e2e.sh                  # create, deploy, observe, delete
+#   KEEP_CLUSTER=1 hack/kind-e2e.sh   # keep the cluster afterwards
+#
+# Environment:
+#   KEEP_CLUSTER=1      do not delete the cluster at the end
+#   CLUSTER_NAME        kind cluster name (default celers-kube-lease-e2e)
+#   OBSERVE_SECS        how long to let the schedulers run (default 30)
+#   BUILD_TIMEOUT_SECS  bound for `docker build` (default 1800)
+#
+# Every wait is bounded; on failure the script prints the state of the
+# Deployment and its Pods before deleting the cluster.
+set -euo pipefail
+
+readonly cluster_name=${CLUSTER_NAME:-celers-kube-lease-e2e}
+readonly keep_cluster=${KEEP_CLUSTER:-0}
+readonly observe_secs=${OBSERVE_SECS:-30}
+readonly build_timeout_secs=${BUILD_TIMEOUT_SECS:-1800}
+readonly image=celers-kube-lease-scheduler:dev
+readonly namespace=celers-beat
+readonly deployment=celers-beat-scheduler
+readonly selector=app.kubernetes.io/name=celers-beat-scheduler
+readonly context="kind-${cluster_name}"
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly root
+cd "$root"
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# bounded SECS CMD...: run CMD, killing it after SECS seconds where coreutils
+# `timeout` exists (kind and kubectl calls below carry their own bounds too).
+bounded() {
+  local secs=$1
+  shift
+  if command -v timeout >/dev/null 2>&1; then
+    timeout --foreground "$secs" "$@"
+  else
+    "$@"
+  fi
+}
+
+# kubectl against the e2e cluster only, never the current context.
+kc() { kubectl --context "$context" "$@"; }
+
+# ---- prerequisites ------------------------------------------------------------
+missing=()
+for tool in docker kind kubectl; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]} > 0)); then
+  die "missing: ${missing[*]}. This script needs Docker (with a running daemon), kind and kubectl on PATH."
+fi
+if ! bounded 30 docker info >/dev/null 2>&1; then
+  die "cannot reach the Docker daemon: is it running, and may this user use it?"
+fi
+[[ -f "$root/kind-config.yaml" ]] || die "kind-config.yaml not found in $root"
+[[ "$observe_secs" =~ ^[0-9]+$ ]] || die "OBSERVE_SECS must be a number of seconds"
+
+# ---- cleanup --------------------------------------------------------------------
+diagnostics() {
+  log "diagnostics"
+  kc -n "$namespace" get deployment,replicaset,pods,leases -o wide --request-timeout=20s || true
+  kc -n "$namespace" describe deployment "$deployment" --request-timeout=20s || true
+  kc -n "$namespace" get events --sort-by=.lastTimestamp --request-timeout=20s || true
+  kc -n "$namespace" logs -l "$selector" --all-containers --prefix --tail=50 \
+    --max-log-requests=10 --request-timeout=20s || true
+}
+
+runs_file=""
+
+cleanup() {
+  local rc=$?
+  trap - EXIT
+  [[ -z "$runs_file" ]] || rm -f -- "$runs_file"
+  if ((rc != 0)) && [[ "${cluster_started:-0}" == 1 ]]; then
+    diagnostics
+  fi
+  if [[ "${cluster_started:-0}" == 1 ]]; then
+    if [[ "$keep_cluster" == 1 ]]; then
+      log "KEEP_CLUSTER=1: keeping cluster '$cluster_name' (kubectl context $context)."
+      log "delete it with: kind delete cluster --name $cluster_name"
+    else
+      log "deleting cluster '$cluster_name'"
+      bounded 300 kind delete cluster --name "$cluster_name" || true
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- cluster --------------------------------------------------------------------
+cluster_started=1
+reused=0
+existing_clusters=$(bounded 60 kind get clusters 2>/dev/null || true)
+if grep -qx -- "$cluster_name" <<<"$existing_clusters"; then
+  log "reusing existing kind cluster '$cluster_name'"
+  reused=1
+else
+  log "creating kind cluster '$cluster_name' (1 control plane, 2 workers)"
+  # --wait bounds the wait for the control plane; the outer bound also covers
+  # pulling the node image.
+  bounded 900 kind create cluster --name "$cluster_name" \
+    --config "$root/kind-config.yaml" --wait 180s
+fi
+kc wait --for=condition=Ready nodes --all --timeout=180s
+
+# ---- image ----------------------------------------------------------------------
+log "building $image"
+bounded "$build_timeout_secs" docker build -t "$image" "$root"
+
+log "loading $image into the cluster nodes"
+bounded 300 kind load docker-image "$image" --name "$cluster_name"
+
+# ---- deploy ---------------------------------------------------------------------
+log "applying deploy/ (server-side)"
+kc apply --server-side --field-manager=celers-kube-lease-e2e -k "$root/deploy/" \
+  --request-timeout=60s
+if ((reused)); then
+  # Same image tag as before: restart so the Pods run the image just loaded.
+  kc -n "$namespace" rollout restart "deployment/$deployment" --request-timeout=30s
+fi
+kc -n "$namespace" rollout status "deployment/$deployment" --timeout=180s
+
+kc -n "$namespace" get pods -l "$selector" -o wide --request-timeout=30s
+
+log "letting the schedulers run for ${observe_secs}s"
+sleep "$observe_secs"
+
+# ---- results --------------------------------------------------------------------
+log "leases (locks) in namespace $namespace"
+kc -n "$namespace" get leases -L celers.io/lock-owner --request-timeout=30s
+echo
+kc -n "$namespace" get leases --request-timeout=30s -o \
+  'custom-columns=NAME:.metadata.name,KEY:.metadata.annotations.celers\.io/lock-key,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime,TTL:.spec.leaseDurationSeconds'
+
+log "executed runs, by pod (from the pods' logs)"
+pods=$(kc -n "$namespace" get pods -l "$selector" --request-timeout=30s \
+  -o 'jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}')
+[[ -n "$pods" ]] || die "no scheduler pods found"
+
+runs_file=$(mktemp)
+esc=$'\033'
+while IFS= read -r pod; do
+  [[ -n "$pod" ]] || continue
+  # One line per executed run, e.g.
+  #   ... INFO ...: executed run task=beat-1 run=12 owner=celers-beat-scheduler-abc
+  # Field values may be quoted; colour codes are stripped just in case.
+  kc -n "$namespace" logs "$pod" --request-timeout=30s \
+    | sed "s/${esc}\[[0-9;]*m//g" \
+    | grep -F 'executed run' \
+    | awk -v pod="$pod" '{
+        task = "?"; run = "?"; owner = "?"
+        for (i = 1; i <= NF; i++) {
+          f = $i; gsub(/"/, "", f)
+          if (f ~ /^task=/)  { task = substr(f, 6) }
+          if (f ~ /^run=/)   { run = substr(f, 5) }
+          if (f ~ /^owner=/) { owner = substr(f, 7) }
+        }
+        print pod, task, run, owner
+      }' >>"$runs_file" || true
+done <<<"$pods"
+
+sort -k2,2 -k3,3n "$runs_file" \
+  | awk 'BEGIN { printf "%-40s %-24s %-12s %s\n", "POD", "TASK", "RUN", "OWNER" }
+         { printf "%-40s %-24s %-12s %s\n", $1, $2, $3, $4 }'
+
+total=$(wc -l <"$runs_file" | tr -d ' ')
+echo
+echo "executed runs per pod:"
+while IFS= read -r pod; do
+  [[ -n "$pod" ]] || continue
+  printf '  %s %d\n' "$pod" "$(awk -v pod="$pod" '$1 == pod { n++ } END { print n + 0 }' "$runs_file")"
+done <<<"$pods"
+
+if ((total == 0)); then
+  die "no 'executed run' lines in ${observe_secs}s: the schedulers did not run any task"
+fi
+
+# Exactly-once check: each (task, run) pair must appear once across all pods.
+duplicates=$(awk '{ n[$2 " run=" $3]++ } END { for (k in n) if (n[k] > 1) printf "  task=%s executed %d times\n", k, n[k] }' "$runs_file")
+if [[ -n "$duplicates" ]]; then
+  printf 'runs executed by more than one scheduler:\n%s\n' "$duplicates" >&2
+  die "a run was executed more than once"
+fi
+log "OK: $total runs executed, each exactly once across the replicas"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: starts a local control plane of its own (etcd +
+# kube-apiserver built from upstream), runs every test of the workspace
+# against it, and stops it again, whatever the outcome.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/.."
+
+state=$(mktemp -d "${TMPDIR:-/tmp}/celers-kube-lease-test.XXXXXX")
+export CONTROL_PLANE_DIR="$state/cp"
+cleanup() {
+  hack/control-plane.sh down >/dev/null 2>&1 || true
+  rm -rf "$state"
+}
+trap cleanup EXIT
+
+kubeconfig=$(hack/control-plane.sh up | tail -n 1)
+export CELERS_TEST_KUBECONFIG="$kubeconfig"
+echo "control plane up; running tests against it" >&2
+
+cargo test --workspace --all-features --locked "$@"

@@ -1,0 +1,256 @@
+//! The requests this crate sends: one HTTP request each, bounded by the
+//! request timeout, with the server's `Date` header fed to the clock.
+//!
+//! kube's typed `Api` hides response headers, so requests are built with
+//! `kube::core::Request` and sent with `Client::send`.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use http::StatusCode;
+use kube::api::{DeleteParams, GetParams, ListParams, Patch, PatchParams, PostParams};
+use kube::client::Body;
+use kube::core::params::Preconditions;
+use kube::core::Request;
+use serde::de::DeserializeOwned;
+
+use crate::clock::{Sample, ServerClock, ServerTime};
+use crate::lease::{Lease, LeaseList};
+
+/// Why a request did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The API server answered with an error status.
+    Status {
+        code: u16,
+        reason: String,
+        message: String,
+    },
+    /// No answer within the request timeout.
+    Timeout,
+    /// The request could not be sent or its answer not received.
+    Transport(kube::Error),
+    /// The answer could not be read.
+    Unexpected(String),
+}
+
+impl Failure {
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Self::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// The Leases of one namespace.
+pub struct LeaseApi {
+    client: kube::Client,
+    request: Request,
+    field_manager: String,
+    timeout: Duration,
+    clock: Mutex<ServerClock>,
+}
+
+impl LeaseApi {
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        field_manager: String,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            request: Request::new(format!(
+                "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+            )),
+            field_manager,
+            timeout,
+            clock: Mutex::new(ServerClock::new(Instant::now())),
+        }
+    }
+
+    /// The server's time now, once any response has been seen.
+    pub fn server_time(&self) -> Option<ServerTime> {
+        self.clock
+            .lock()
+            .map_or(None, |clock| clock.at(Instant::now()))
+    }
+
+    /// The Lease, or `None` if there is none.
+    pub async fn get(&self, name: &str) -> Result<Option<Lease>, Failure> {
+        let request = self.request.get(name, &GetParams::default());
+        match self.send(request).await {
+            Ok(body) => decode(&body).map(Some),
+            Err(failure) if failure.code() == Some(404) => Ok(None),
+            Err(failure) => Err(failure),
+        }
+    }
+
+    /// Creates the Lease; 409 AlreadyExists if it exists.
+    pub async fn create(&self, lease: &Lease) -> Result<Lease, Failure> {
+        let params = PostParams {
+            field_manager: Some(self.field_manager.clone()),
+            ..PostParams::default()
+        };
+        let body = serde_json::to_vec(lease).map_err(|e| Failure::Unexpected(e.to_string()))?;
+        decode(&self.send(self.request.create(&params, body)).await?)
+    }
+
+    /// Applies a JSON merge patch; conditional when it names a
+    /// resourceVersion (409 Conflict if the Lease has changed since).
+    pub async fn patch(&self, name: &str, patch: &serde_json::Value) -> Result<Lease, Failure> {
+        let params = PatchParams {
+            field_manager: Some(self.field_manager.clone()),
+            ..PatchParams::default()
+        };
+        let request = self.request.patch(name, &params, &Patch::Merge(patch));
+        decode(&self.send(request).await?)
+    }
+
+    /// Deletes the Lease if it still has this resourceVersion and uid (409
+    /// Conflict otherwise, 404 if it is gone).
+    pub async fn delete(&self, name: &str, resource_version: &str, uid: &str) -> Result<(), Failure> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: Some(resource_version.to_owned()),
+                uid: Some(uid.to_owned()),
+            }),
+            ..DeleteParams::default()
+        };
+        self.send(self.request.delete(name, &params)).await.map(drop)
+    }
+
+    /// One page of the Leases matching `selector`.
+    pub async fn list(
+        &self,
+        selector: &str,
+        limit: u32,
+        continue_token: Option<String>,
+    ) -> Result<LeaseList, Failure> {
+        let params = ListParams {
+            label_selector: Some(selector.to_owned()),
+            limit: Some(limit),
+            continue_token,
+            ..ListParams::default()
+        };
+        decode(&self.send(self.request.list(&params)).await?)
+    }
+
+    async fn send(
+        &self,
+        request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+    ) -> Result<Vec<u8>, Failure> {
+        let request = request.map_err(|e| Failure::Unexpected(format!("building the request: {e}")))?;
+        let exchange = async {
+            let sent = Instant::now();
+            let response = self
+                .client
+                .send(request.map(Body::from))
+                .await
+                .map_err(Failure::Transport)?;
+            let received = Instant::now();
+            if let Some(date) = response
+                .headers()
+                .get(http::header::DATE)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| httpdate::parse_http_date(value).ok())
+            {
+                self.observe(Sample {
+                    sent,
+                    received,
+                    date: DateTime::<Utc>::from(date),
+                });
+            }
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect_bytes()
+                .await
+                .map_err(Failure::Transport)?;
+            if status.is_success() {
+                Ok(body.to_vec())
+            } else {
+                Err(status_failure(status, &body))
+            }
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or(Err(Failure::Timeout))
+    }
+
+    fn observe(&self, sample: Sample) {
+        if let Ok(mut clock) = self.clock.lock() {
+            clock.observe(sample);
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    serde_json::from_slice(body).map_err(|e| Failure::Unexpected(format!("unreadable body: {e}")))
+}
+
+/// Reads a Kubernetes `Status` body; falls back to the HTTP status alone.
+fn status_failure(status: StatusCode, body: &[u8]) -> Failure {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Status {
+        reason: String,
+        message: String,
+    }
+    let parsed: Status = serde_json::from_slice(body).unwrap_or_default();
+    let reason = if parsed.reason.is_empty() {
+        status.canonical_reason().unwrap_or("").to_owned()
+    } else {
+        parsed.reason
+    };
+    let message = if parsed.message.is_empty() {
+        String::from_utf8_lossy(body).chars().take(200).collect()
+    } else {
+        parsed.message
+    };
+    Failure::Status {
+        code: status.as_u16(),
+        reason,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_bodies_are_read() {
+        let body = br#"{"kind":"Status","reason":"Conflict","message":"the object has been modified","code":409}"#;
+        match status_failure(StatusCode::CONFLICT, body) {
+            Failure::Status {
+                code,
+                reason,
+                message,
+            } => {
+                assert_eq!(code, 409);
+                assert_eq!(reason, "Conflict");
+                assert_eq!(message, "the object has been modified");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_bodies_fall_back_to_the_http_status() {
+        match status_failure(StatusCode::BAD_GATEWAY, b"upstream down") {
+            Failure::Status {
+                code,
+                reason,
+                message,
+            } => {
+                assert_eq!(code, 502);
+                assert_eq!(reason, "Bad Gateway");
+                assert_eq!(message, "upstream down");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The celers-core trait implementations: thin adapters over the inherent
+//! methods of [`KubeLeaseLockBackend`], and the mapping of [`Error`] onto
+//! `CelersError`.
+
+use crate::backend::KubeLeaseLockBackend;
+use crate::error::{Class, Error};
+
+/// Implements `DistributedLockBackend` and `From<Error> for CelersError` of
+/// one celers-core version (0.2 and 0.3 have identical `lock` and `error`
+/// modules).
+macro_rules! impl_celers_core {
+    ($core:ident) => {
+        impl From<Error> for $core::error::CelersError {
+            fn from(error: Error) -> Self {
+                let message = error.to_string();
+                match error.class() {
+                    Class::Configuration => Self::Configuration(message),
+                    Class::Timeout => Self::Timeout(message),
+                    Class::Broker => Self::Broker(message),
+                }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $core::lock::DistributedLockBackend for KubeLeaseLockBackend {
+            async fn try_acquire(
+                &self,
+                key: &str,
+                owner: &str,
+                ttl_secs: u64,
+            ) -> $core::error::Result<bool> {
+                Ok(KubeLeaseLockBackend::try_acquire(self, key, owner, ttl_secs).await?)
+            }
+
+            async fn release(&self, key: &str, owner: &str) -> $core::error::Result<bool> {
+                Ok(KubeLeaseLockBackend::release(self, key, owner).await?)
+            }
+
+            async fn renew(
+                &self,
+                key: &str,
+                owner: &str,
+                ttl_secs: u64,
+            ) -> $core::error::Result<bool> {
+                Ok(KubeLeaseLockBackend::renew(self, key, owner, ttl_secs).await?)
+            }
+
+            async fn is_locked(&self, key: &str) -> $core::error::Result<bool> {
+                Ok(KubeLeaseLockBackend::is_locked(self, key).await?)
+            }
+
+            async fn owner(&self, key: &str) -> $core::error::Result<Option<String>> {
+                Ok(KubeLeaseLockBackend::owner(self, key).await?)
+            }
+
+            async fn release_all(&self, owner: &str) -> $core::error::Result<u64> {
+                Ok(KubeLeaseLockBackend::release_all(self, owner).await?)
+            }
+        }
+    };
+}
+
+impl_celers_core!(celers_core);
+#[cfg(feature = "celers-core-03")]
+impl_celers_core!(celers_core_03);
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use celers_core::error::CelersError;
+
+    use crate::error::{Operation, Target};
+
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            namespace: "ns".into(),
+            key: Some("k".into()),
+            lease: Some("k-0".into()),
+        }
+    }
+
+    #[test]
+    fn errors_map_onto_celers_errors() {
+        let invalid = Error::InvalidInput {
+            operation: Operation::TryAcquire,
+            input: "key",
+            reason: "must not be empty".into(),
+        };
+        assert!(matches!(CelersError::from(invalid), CelersError::Configuration(m) if m.contains("invalid key")));
+        let timeout = Error::Timeout {
+            operation: Operation::Renew,
+            target: target(),
+            timeout: Duration::from_secs(1),
+        };
+        assert!(matches!(CelersError::from(timeout), CelersError::Timeout(_)));
+        let api = Error::Api {
+            operation: Operation::Release,
+            target: target(),
+            status: 500,
+            reason: "InternalError".into(),
+            message: "etcd is down".into(),
+        };
+        let mapped = CelersError::from(api);
+        assert!(mapped.is_retryable());
+        assert!(matches!(mapped, CelersError::Broker(m) if m.contains("HTTP 500")));
+    }
+}

@@ -1,0 +1,321 @@
+//! Settings of the backend, and the builder that validates them.
+
+use std::time::Duration;
+
+use crate::backend::KubeLeaseLockBackend;
+use crate::error::{Error, Operation};
+use crate::naming;
+
+/// Validated settings of a backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Config {
+    pub namespace: String,
+    pub field_manager: String,
+    pub label_prefix: String,
+    pub request_timeout: Duration,
+    pub conflict_retries: u32,
+    pub sweep_interval: Option<Duration>,
+    pub sweep_grace: Duration,
+    pub page_size: u32,
+    pub delete_concurrency: usize,
+}
+
+/// Default `fieldManager` of every write.
+pub const DEFAULT_FIELD_MANAGER: &str = "celers-kube-lease";
+/// Default prefix of the owner label and the key annotation.
+pub const DEFAULT_LABEL_PREFIX: &str = "celers.io";
+
+impl Config {
+    pub(crate) fn defaults(namespace: String) -> Self {
+        Self {
+            namespace,
+            field_manager: DEFAULT_FIELD_MANAGER.to_owned(),
+            label_prefix: DEFAULT_LABEL_PREFIX.to_owned(),
+            request_timeout: Duration::from_secs(10),
+            conflict_retries: 5,
+            sweep_interval: Some(Duration::from_secs(300)),
+            sweep_grace: Duration::from_secs(60),
+            page_size: 500,
+            delete_concurrency: 16,
+        }
+    }
+
+    /// The first invalid setting, if any.
+    pub(crate) fn validate(&self, operation: Operation) -> Result<(), Error> {
+        let invalid = |setting, reason: String| {
+            Err(Error::InvalidConfig {
+                operation,
+                setting,
+                reason,
+            })
+        };
+        if !naming::is_valid_dns_label(&self.namespace) {
+            return invalid(
+                "namespace",
+                format!(
+                    "{:?} is not a valid namespace name (lowercase letters, digits and '-', \
+                     at most 63 characters, starting and ending with a letter or digit)",
+                    self.namespace
+                ),
+            );
+        }
+        if self.field_manager.is_empty()
+            || self.field_manager.len() > 128
+            || self.field_manager.chars().any(char::is_control)
+        {
+            return invalid(
+                "field_manager",
+                format!(
+                    "{:?} must be 1 to 128 printable characters",
+                    self.field_manager
+                ),
+            );
+        }
+        if self.label_prefix.len() > 200 || !naming::is_valid_dns_subdomain(&self.label_prefix) {
+            return invalid(
+                "label_prefix",
+                format!(
+                    "{:?} is not a DNS subdomain such as \"celers.io\"",
+                    self.label_prefix
+                ),
+            );
+        }
+        if self.request_timeout.is_zero() {
+            return invalid("request_timeout", "must be greater than zero".to_owned());
+        }
+        if self.sweep_interval.is_some_and(|interval| interval.is_zero()) {
+            return invalid(
+                "sweep_interval",
+                "must be greater than zero (use None to turn sweeping off)".to_owned(),
+            );
+        }
+        if !(1..=5000).contains(&self.page_size) {
+            return invalid("page_size", format!("{} is not in 1..=5000", self.page_size));
+        }
+        if !(1..=256).contains(&self.delete_concurrency) {
+            return invalid(
+                "delete_concurrency",
+                format!("{} is not in 1..=256", self.delete_concurrency),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`KubeLeaseLockBackend`]; [`build`](Self::build) validates.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use celers_kube_lease::KubeLeaseLockBackend;
+///
+/// let client = kube::Client::try_default().await?;
+/// let backend = KubeLeaseLockBackend::builder(client)
+///     .namespace("celers-beat")
+///     .request_timeout(Duration::from_secs(5))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct KubeLeaseLockBackendBuilder {
+    client: kube::Client,
+    config: Config,
+}
+
+impl std::fmt::Debug for KubeLeaseLockBackendBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeLeaseLockBackendBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeLeaseLockBackendBuilder {
+    pub(crate) fn new(client: kube::Client) -> Self {
+        let namespace = client.default_namespace().to_owned();
+        Self {
+            client,
+            config: Config::defaults(namespace),
+        }
+    }
+
+    /// Namespace of the Leases. Default: the client's default namespace (the
+    /// kubeconfig context's, or the pod's own in a cluster).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.namespace = namespace.into();
+        self
+    }
+
+    /// `fieldManager` of every write, as shown in `managedFields`.
+    /// Default: `celers-kube-lease`.
+    pub fn field_manager(mut self, field_manager: impl Into<String>) -> Self {
+        self.config.field_manager = field_manager.into();
+        self
+    }
+
+    /// Prefix of the owner label (`<prefix>/lock-owner`) and the key
+    /// annotation (`<prefix>/lock-key`). Two backends with different prefixes
+    /// treat each other's Leases as foreign. Default: `celers.io`.
+    pub fn label_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.label_prefix = prefix.into();
+        self
+    }
+
+    /// Upper bound of each API request; an operation that sends several
+    /// requests bounds each one. Default: 10 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config.request_timeout = timeout;
+        self
+    }
+
+    /// How many conditional writes of one operation may lose a race (409
+    /// Conflict) before it gives up with [`Error::Contended`]. Default: 5.
+    pub fn conflict_retries(mut self, retries: u32) -> Self {
+        self.config.conflict_retries = retries;
+        self
+    }
+
+    /// How often, at most, a new lock triggers a background sweep of expired
+    /// Leases (see [`KubeLeaseLockBackend::sweep_expired`]); `None` turns
+    /// the opportunistic sweep off. Default: every 5 minutes.
+    pub fn sweep_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.sweep_interval = interval;
+        self
+    }
+
+    /// How long a Lease must have been expired before a sweep deletes it, so
+    /// that its holder can still `release` it for a while. Default: 60 s.
+    pub fn sweep_grace(mut self, grace: Duration) -> Self {
+        self.config.sweep_grace = grace;
+        self
+    }
+
+    /// Leases per list page in `release_all` and sweeps. Default: 500.
+    pub fn page_size(mut self, page_size: u32) -> Self {
+        self.config.page_size = page_size;
+        self
+    }
+
+    /// Deletes in flight at once in `release_all` and sweeps. Default: 16.
+    pub fn delete_concurrency(mut self, concurrency: usize) -> Self {
+        self.config.delete_concurrency = concurrency;
+        self
+    }
+
+    /// Validates the settings and builds the backend. Sends nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first invalid setting: a namespace
+    /// that is not a DNS label, an empty field manager, a label prefix that
+    /// is not a DNS subdomain, a zero timeout or sweep interval, a page size
+    /// outside 1..=5000 or a delete concurrency outside 1..=256.
+    pub fn build(self) -> Result<KubeLeaseLockBackend, Error> {
+        self.config.validate(Operation::Build)?;
+        Ok(KubeLeaseLockBackend::from_parts(self.client, self.config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(config: Config) -> &'static str {
+        match config.validate(Operation::Build) {
+            Err(Error::InvalidConfig { setting, .. }) => setting,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(
+            Config::defaults("default".into()).validate(Operation::Build).ok(),
+            Some(())
+        );
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let base = Config::defaults("default".into());
+        let cases: Vec<(Config, &str)> = vec![
+            (
+                Config {
+                    namespace: "Not_A_Namespace".into(),
+                    ..base.clone()
+                },
+                "namespace",
+            ),
+            (
+                Config {
+                    namespace: String::new(),
+                    ..base.clone()
+                },
+                "namespace",
+            ),
+            (
+                Config {
+                    field_manager: String::new(),
+                    ..base.clone()
+                },
+                "field_manager",
+            ),
+            (
+                Config {
+                    label_prefix: "Celers".into(),
+                    ..base.clone()
+                },
+                "label_prefix",
+            ),
+            (
+                Config {
+                    request_timeout: Duration::ZERO,
+                    ..base.clone()
+                },
+                "request_timeout",
+            ),
+            (
+                Config {
+                    sweep_interval: Some(Duration::ZERO),
+                    ..base.clone()
+                },
+                "sweep_interval",
+            ),
+            (
+                Config {
+                    page_size: 0,
+                    ..base.clone()
+                },
+                "page_size",
+            ),
+            (
+                Config {
+                    delete_concurrency: 0,
+                    ..base.clone()
+                },
+                "delete_concurrency",
+            ),
+        ];
+        for (config, setting) in cases {
+            assert_eq!(rejected(config), setting);
+        }
+    }
+
+    #[test]
+    fn rejections_explain_themselves() {
+        let config = Config {
+            namespace: "Bad Namespace".into(),
+            ..Config::defaults(String::new())
+        };
+        let message = config
+            .validate(Operation::Build)
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.starts_with("build: invalid setting namespace: \"Bad Namespace\""),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! The decision: given what a read found and the server's time, what to write.
+//!
+//! Pure functions, no I/O: the backend reads (or remembers) a Lease, asks
+//! here what to do, performs the write conditionally on the resourceVersion
+//! it decided on, and comes back here with a fresh read when the write loses
+//! a race.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::clock::ServerTime;
+use crate::lease::{Found, Record};
+
+/// The spec a write gives the lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holding {
+    /// New `holderIdentity`.
+    pub holder: String,
+    /// New `leaseDurationSeconds`.
+    pub duration_secs: i32,
+    /// New `acquireTime`.
+    pub acquire_time: DateTime<Utc>,
+    /// New `renewTime`.
+    pub renew_time: DateTime<Utc>,
+    /// New `leaseTransitions`.
+    pub transitions: i32,
+}
+
+/// A write, conditional on the state it was decided from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Create the Lease (fails with AlreadyExists if someone else did).
+    Create(Holding),
+    /// Update the Lease if its resourceVersion is still this one.
+    Update {
+        /// The precondition.
+        resource_version: String,
+        /// The new state.
+        holding: Holding,
+    },
+    /// Delete the Lease if its resourceVersion and uid are still these.
+    Delete {
+        /// The precondition.
+        resource_version: String,
+        /// The precondition.
+        uid: String,
+    },
+}
+
+/// What an operation does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Perform this write; the operation succeeds if the write does.
+    Write(Write),
+    /// Answer without writing.
+    Answer(bool),
+    /// The Lease with the lock's name is not this crate's: touch nothing.
+    Foreign,
+}
+
+/// Whether the lock has no live holder: no holder, no usable times, or
+/// certainly past its expiry even by the earliest the server's clock can
+/// read. A lease in doubt is live, so nobody takes over early.
+pub fn is_expired(record: &Record, now: ServerTime) -> bool {
+    record
+        .expires_at()
+        .is_none_or(|expires| now.earliest >= expires)
+}
+
+/// The live holder of a lock, if any.
+pub fn live_holder(found: &Found, now: ServerTime) -> Result<Option<&str>, Foreign> {
+    match found {
+        Found::Missing => Ok(None),
+        Found::Foreign => Err(Foreign),
+        Found::Ours(record) if is_expired(record, now) => Ok(None),
+        Found::Ours(record) => Ok(record.holder.as_deref()),
+    }
+}
+
+/// Marker: the Lease with the lock's name is not this crate's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Foreign;
+
+/// `try_acquire(owner, ttl)`.
+///
+/// - no Lease: create it;
+/// - live and held by `owner`: refresh the times and the TTL;
+/// - live and held by another owner: `false`, nothing written;
+/// - expired or without holder: take it over (a new term: `acquireTime` is
+///   now, and `leaseTransitions` grows by one when the holder changes).
+pub fn try_acquire(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -> Step {
+    let record = match found {
+        Found::Missing => {
+            return Step::Write(Write::Create(Holding {
+                holder: owner.to_owned(),
+                duration_secs: ttl_secs,
+                acquire_time: now.latest,
+                renew_time: now.latest,
+                transitions: 0,
+            }))
+        }
+        Found::Foreign => return Step::Foreign,
+        Found::Ours(record) => record,
+    };
+    let held_by_owner = record.holder.as_deref() == Some(owner);
+    if !is_expired(record, now) {
+        if !held_by_owner {
+            return Step::Answer(false);
+        }
+        return Step::Write(renewal(record, owner, ttl_secs, now));
+    }
+    let transitions = if held_by_owner {
+        record.transitions
+    } else {
+        record.transitions.saturating_add(1)
+    };
+    Step::Write(Write::Update {
+        resource_version: record.resource_version.clone(),
+        holding: Holding {
+            holder: owner.to_owned(),
+            duration_secs: ttl_secs,
+            acquire_time: now.latest,
+            renew_time: now.latest,
+            transitions,
+        },
+    })
+}
+
+/// `renew(owner, ttl)`: only the live holder renews; an expired lock is never
+/// brought back, even by its last holder.
+pub fn renew(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -> Step {
+    match found {
+        Found::Missing => Step::Answer(false),
+        Found::Foreign => Step::Foreign,
+        Found::Ours(record)
+            if record.holder.as_deref() == Some(owner) && !is_expired(record, now) =>
+        {
+            Step::Write(renewal(record, owner, ttl_secs, now))
+        }
+        Found::Ours(_) => Step::Answer(false),
+    }
+}
+
+/// `release(owner)`: the holder deletes the Lease, also after it expired as
+/// long as nobody took it over.
+pub fn release(found: &Found, owner: &str) -> Step {
+    match found {
+        Found::Missing => Step::Answer(false),
+        Found::Foreign => Step::Foreign,
+        Found::Ours(record) if record.holder.as_deref() == Some(owner) => {
+            Step::Write(deletion(record))
+        }
+        Found::Ours(_) => Step::Answer(false),
+    }
+}
+
+/// Whether a garbage sweep deletes this Lease: it has been expired for at
+/// least `grace` (or has no holder or usable times at all).
+pub fn is_garbage(record: &Record, now: ServerTime, grace: TimeDelta) -> bool {
+    record
+        .expires_at()
+        .is_none_or(|expires| now.earliest >= expires + grace)
+}
+
+/// The conditional delete of a Lease as read.
+pub fn deletion(record: &Record) -> Write {
+    Write::Delete {
+        resource_version: record.resource_version.clone(),
+        uid: record.uid.clone(),
+    }
+}
+
+fn renewal(record: &Record, owner: &str, ttl_secs: i32, now: ServerTime) -> Write {
+    Write::Update {
+        resource_version: record.resource_version.clone(),
+        holding: Holding {
+            holder: owner.to_owned(),
+            duration_secs: ttl_secs,
+            acquire_time: record.acquire_time.unwrap_or(now.latest),
+            renew_time: now.latest,
+            transitions: record.transitions,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::parse_time;
+
+    const TTL: i32 = 30;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        parse_time("2026-11-26T06:00:00Z").expect("valid") + TimeDelta::seconds(secs)
+    }
+
+    /// The server's clock is known to within ±`slack_ms` around `secs`.
+    fn now(secs: i64, slack_ms: i64) -> ServerTime {
+        ServerTime {
+            earliest: t(secs) - TimeDelta::milliseconds(slack_ms),
+            latest: t(secs) + TimeDelta::milliseconds(slack_ms),
+        }
+    }
+
+    fn held(holder: &str, renewed_at: i64, duration: i32) -> Found {
+        Found::Ours(Record {
+            resource_version: "7".into(),
+            uid: "uid-1".into(),
+            holder: Some(holder.into()),
+            acquire_time: Some(t(renewed_at - 100)),
+            renew_time: Some(t(renewed_at)),
+            duration_secs: Some(duration),
+            transitions: 4,
+        })
+    }
+
+    fn update(step: Step) -> (String, Holding) {
+        match step {
+            Step::Write(Write::Update {
+                resource_version,
+                holding,
+            }) => (resource_version, holding),
+            other => panic!("expected an update, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn acquire_creates_a_missing_lease() {
+        let step = try_acquire(&Found::Missing, "me", TTL, now(0, 5));
+        let expected = Holding {
+            holder: "me".into(),
+            duration_secs: TTL,
+            acquire_time: now(0, 5).latest,
+            renew_time: now(0, 5).latest,
+            transitions: 0,
+        };
+        assert_eq!(step, Step::Write(Write::Create(expected)));
+    }
+
+    #[test]
+    fn acquire_by_the_live_holder_refreshes_the_ttl() {
+        let (version, holding) = update(try_acquire(&held("me", 0, TTL), "me", 60, now(10, 5)));
+        assert_eq!(version, "7");
+        assert_eq!(holding.holder, "me");
+        assert_eq!(holding.duration_secs, 60);
+        assert_eq!(holding.renew_time, now(10, 5).latest);
+        assert_eq!(holding.acquire_time, t(-100), "a renewal keeps the term");
+        assert_eq!(holding.transitions, 4);
+    }
+
+    #[test]
+    fn acquire_of_another_owners_live_lease_is_refused() {
+        for at in [0, 10, TTL as i64 - 1] {
+            let step = try_acquire(&held("other", 0, TTL), "me", TTL, now(at, 5));
+            assert_eq!(step, Step::Answer(false), "at {at}");
+        }
+    }
+
+    #[test]
+    fn acquire_takes_over_an_expired_lease() {
+        let (version, holding) =
+            update(try_acquire(&held("other", 0, TTL), "me", 5, now(TTL as i64 + 1, 5)));
+        assert_eq!(version, "7");
+        assert_eq!(
+            holding,
+            Holding {
+                holder: "me".into(),
+                duration_secs: 5,
+                acquire_time: now(TTL as i64 + 1, 5).latest,
+                renew_time: now(TTL as i64 + 1, 5).latest,
+                transitions: 5,
+            }
+        );
+    }
+
+    #[test]
+    fn acquire_of_own_expired_lease_starts_a_new_term_without_a_transition() {
+        let (_, holding) = update(try_acquire(&held("me", 0, TTL), "me", TTL, now(100, 5)));
+        assert_eq!(holding.acquire_time, now(100, 5).latest);
+        assert_eq!(holding.transitions, 4);
+    }
+
+    #[test]
+    fn acquire_takes_over_a_lease_without_holder() {
+        let mut found = held("x", 0, TTL);
+        if let Found::Ours(record) = &mut found {
+            record.holder = None;
+        }
+        let (_, holding) = update(try_acquire(&found, "me", TTL, now(1, 5)));
+        assert_eq!(holding.holder, "me");
+        assert_eq!(holding.transitions, 5);
+    }
+
+    #[test]
+    fn acquire_takes_over_a_lease_with_unusable_times() {
+        for edit in [
+            |r: &mut Record| r.renew_time = None,
+            |r: &mut Record| {
+                r.renew_time = None;
+                r.acquire_time = None
+            },
+            |r: &mut Record| r.duration_secs = None,
+            |r: &mut Record| r.duration_secs = Some(-1),
+        ] {
+            let mut found = held("other", 0, TTL);
+            if let Found::Ours(record) = &mut found {
+                edit(record);
+            }
+            let (_, holding) = update(try_acquire(&found, "me", TTL, now(1, 5)));
+            assert_eq!(holding.holder, "me");
+        }
+    }
+
+    #[test]
+    fn a_lease_in_doubt_is_live() {
+        // Expiry at 30 s; the server's clock reads somewhere in 29.5..30.5 s.
+        let in_doubt = now(TTL as i64, 500);
+        assert_eq!(
+            try_acquire(&held("other", 0, TTL), "me", TTL, in_doubt),
+            Step::Answer(false)
+        );
+        assert_eq!(live_holder(&held("other", 0, TTL), in_doubt), Ok(Some("other")));
+        // Once the earliest possible time reaches expiry, it is expired.
+        let past = ServerTime {
+            earliest: t(TTL as i64),
+            latest: t(TTL as i64 + 1),
+        };
+        assert_eq!(live_holder(&held("other", 0, TTL), past), Ok(None));
+    }
+
+    #[test]
+    fn writes_use_the_latest_possible_time() {
+        // So that by the server's clock the lock never ends before send + ttl.
+        let (_, holding) = update(renew(&held("me", 0, TTL), "me", TTL, now(5, 800)));
+        assert_eq!(holding.renew_time, t(5) + TimeDelta::milliseconds(800));
+    }
+
+    #[test]
+    fn foreign_leases_are_never_written() {
+        let t0 = now(0, 5);
+        assert_eq!(try_acquire(&Found::Foreign, "me", TTL, t0), Step::Foreign);
+        assert_eq!(renew(&Found::Foreign, "me", TTL, t0), Step::Foreign);
+        assert_eq!(release(&Found::Foreign, "me"), Step::Foreign);
+        assert_eq!(live_holder(&Found::Foreign, t0), Err(Foreign));
+    }
+
+    #[test]
+    fn renew_by_the_live_holder_writes_time_and_duration() {
+        let (version, holding) = update(renew(&held("me", 0, TTL), "me", 7, now(3, 5)));
+        assert_eq!(version, "7");
+        assert_eq!(holding.renew_time, now(3, 5).latest);
+        assert_eq!(holding.duration_secs, 7);
+        assert_eq!(holding.transitions, 4);
+        assert_eq!(holding.acquire_time, t(-100));
+    }
+
+    #[test]
+    fn renew_is_refused_to_non_holders_missing_and_expired_leases() {
+        let t1 = now(1, 5);
+        assert_eq!(renew(&Found::Missing, "me", TTL, t1), Step::Answer(false));
+        assert_eq!(renew(&held("other", 0, TTL), "me", TTL, t1), Step::Answer(false));
+        assert_eq!(
+            renew(&held("me", 0, TTL), "me", TTL, now(TTL as i64 + 1, 5)),
+            Step::Answer(false),
+            "an expired lock is never resurrected"
+        );
+    }
+
+    #[test]
+    fn release_deletes_the_holders_lease_live_or_expired() {
+        let expected = Step::Write(Write::Delete {
+            resource_version: "7".into(),
+            uid: "uid-1".into(),
+        });
+        assert_eq!(release(&held("me", 0, TTL), "me"), expected);
+        assert_eq!(release(&held("me", -1000, TTL), "me"), expected);
+    }
+
+    #[test]
+    fn release_by_others_or_of_missing_leases_changes_nothing() {
+        assert_eq!(release(&Found::Missing, "me"), Step::Answer(false));
+        assert_eq!(release(&held("other", 0, TTL), "me"), Step::Answer(false));
+    }
+
+    #[test]
+    fn live_holder_reports_only_live_holders() {
+        assert_eq!(live_holder(&Found::Missing, now(0, 5)), Ok(None));
+        assert_eq!(live_holder(&held("a", 0, TTL), now(1, 5)), Ok(Some("a")));
+        assert_eq!(live_holder(&held("a", 0, TTL), now(31, 5)), Ok(None));
+    }
+
+    #[test]
+    fn garbage_is_expired_for_at_least_the_grace() {
+        let grace = TimeDelta::seconds(60);
+        let Found::Ours(record) = held("a", 0, TTL) else {
+            unreachable!()
+        };
+        assert!(!is_garbage(&record, now(10, 5), grace), "live");
+        assert!(!is_garbage(&record, now(TTL as i64 + 59, 5), grace), "in grace");
+        assert!(is_garbage(&record, now(TTL as i64 + 61, 5), grace));
+        let no_holder = Record {
+            holder: None,
+            ..record
+        };
+        assert!(is_garbage(&no_holder, now(0, 5), grace));
+    }
+
+    #[test]
+    fn transitions_saturate() {
+        let mut found = held("other", 0, TTL);
+        if let Found::Ours(record) = &mut found {
+            record.transitions = i32::MAX;
+        }
+        let (_, holding) = update(try_acquire(&found, "me", TTL, now(100, 5)));
+        assert_eq!(holding.transitions, i32::MAX);
+    }
+}

@@ -1,0 +1,288 @@
+//! Errors, named after the operation that failed and the lock it failed on.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A result of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The lock operation that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// `try_acquire`
+    TryAcquire,
+    /// `renew`
+    Renew,
+    /// `release`
+    Release,
+    /// `is_locked`
+    IsLocked,
+    /// `owner`
+    Owner,
+    /// `release_all`
+    ReleaseAll,
+    /// `sweep_expired`
+    SweepExpired,
+    /// Building the backend.
+    Build,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::TryAcquire => "try_acquire",
+            Self::Renew => "renew",
+            Self::Release => "release",
+            Self::IsLocked => "is_locked",
+            Self::Owner => "owner",
+            Self::ReleaseAll => "release_all",
+            Self::SweepExpired => "sweep_expired",
+            Self::Build => "build",
+        })
+    }
+}
+
+/// Which lock, or which Leases, an operation was working on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The namespace of the Leases.
+    pub namespace: String,
+    /// The lock key, when the operation concerns one lock.
+    pub key: Option<String>,
+    /// The Lease name, when the operation concerns one Lease.
+    pub lease: Option<String>,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let namespace = &self.namespace;
+        match (&self.key, &self.lease) {
+            (Some(key), Some(lease)) => write!(f, "lock {key:?} (Lease {namespace}/{lease})"),
+            (None, Some(lease)) => write!(f, "Lease {namespace}/{lease}"),
+            (Some(key), None) => write!(f, "lock {key:?} in namespace {namespace}"),
+            (None, None) => write!(f, "Leases in namespace {namespace}"),
+        }
+    }
+}
+
+/// An error of a lock operation.
+///
+/// Every variant names the operation and the lock (key and Lease) it failed
+/// on. A rejected input or configuration never reaches the API server: the
+/// call that returns it wrote nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument of a call was rejected before anything was sent.
+    #[error("{operation}: invalid {input}: {reason}")]
+    InvalidInput {
+        /// The operation called.
+        operation: Operation,
+        /// The argument: `key`, `owner` or `ttl_secs`.
+        input: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A setting of the backend is invalid.
+    #[error("{operation}: invalid setting {setting}: {reason}")]
+    InvalidConfig {
+        /// The operation called (`build`, or the first call when the backend
+        /// was made with [`new`](crate::KubeLeaseLockBackend::new)).
+        operation: Operation,
+        /// The setting, such as `namespace`.
+        setting: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// The API server answered with an error status.
+    #[error("{operation} of {target} failed: HTTP {status} {reason}: {message}")]
+    Api {
+        /// The operation called.
+        operation: Operation,
+        /// The lock or Leases it worked on.
+        target: Target,
+        /// The HTTP status code.
+        status: u16,
+        /// The Kubernetes `Status` reason, such as `Forbidden`.
+        reason: String,
+        /// The API server's message.
+        message: String,
+    },
+
+    /// One request took longer than the configured request timeout.
+    #[error("{operation} of {target} timed out after {timeout:?}")]
+    Timeout {
+        /// The operation called.
+        operation: Operation,
+        /// The lock or Leases it worked on.
+        target: Target,
+        /// The per-request timeout.
+        timeout: Duration,
+    },
+
+    /// The API server could not be reached.
+    #[error("{operation} of {target}: the API server could not be reached")]
+    Transport {
+        /// The operation called.
+        operation: Operation,
+        /// The lock or Leases it worked on.
+        target: Target,
+        /// What the client reported.
+        #[source]
+        source: kube::Error,
+    },
+
+    /// The API server's answer could not be understood.
+    #[error("{operation} of {target}: unexpected answer from the API server: {detail}")]
+    Unexpected {
+        /// The operation called.
+        operation: Operation,
+        /// The lock or Leases it worked on.
+        target: Target,
+        /// What was wrong with it.
+        detail: String,
+    },
+
+    /// A Lease with the lock's name exists but was not created by this crate
+    /// for this key. It is left untouched.
+    #[error(
+        "{operation} of {target}: the Lease exists but was not created by celers-kube-lease \
+         for this key; it is left untouched"
+    )]
+    ForeignLease {
+        /// The operation called.
+        operation: Operation,
+        /// The lock it worked on.
+        target: Target,
+    },
+
+    /// Every conditional write lost a race with another writer.
+    #[error("{operation} of {target}: gave up after losing {attempts} write races in a row")]
+    Contended {
+        /// The operation called.
+        operation: Operation,
+        /// The lock it worked on.
+        target: Target,
+        /// How many conditional writes were rejected with 409 Conflict.
+        attempts: u32,
+    },
+}
+
+/// How celers treats an error: retry later, fix the configuration, or wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Bad input or settings: retrying will not help.
+    Configuration,
+    /// A request timed out.
+    Timeout,
+    /// The API server failed or refused: worth retrying.
+    Broker,
+}
+
+impl Error {
+    /// The operation that failed.
+    pub fn operation(&self) -> Operation {
+        match self {
+            Self::InvalidInput { operation, .. }
+            | Self::InvalidConfig { operation, .. }
+            | Self::Api { operation, .. }
+            | Self::Timeout { operation, .. }
+            | Self::Transport { operation, .. }
+            | Self::Unexpected { operation, .. }
+            | Self::ForeignLease { operation, .. }
+            | Self::Contended { operation, .. } => *operation,
+        }
+    }
+
+    /// The HTTP status the API server answered with, if it answered with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn class(&self) -> Class {
+        match self {
+            Self::InvalidInput { .. } | Self::InvalidConfig { .. } | Self::ForeignLease { .. } => {
+                Class::Configuration
+            }
+            Self::Timeout { .. } => Class::Timeout,
+            Self::Api { .. }
+            | Self::Transport { .. }
+            | Self::Unexpected { .. }
+            | Self::Contended { .. } => Class::Broker,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            namespace: "ns".into(),
+            key: Some("Tasks/Daily".into()),
+            lease: Some("tasks-daily-0123".into()),
+        }
+    }
+
+    #[test]
+    fn messages_name_operation_key_lease_and_status() {
+        let error = Error::Api {
+            operation: Operation::Renew,
+            target: target(),
+            status: 403,
+            reason: "Forbidden".into(),
+            message: "leases is forbidden".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "renew of lock \"Tasks/Daily\" (Lease ns/tasks-daily-0123) failed: \
+             HTTP 403 Forbidden: leases is forbidden"
+        );
+        assert_eq!(error.status(), Some(403));
+        assert_eq!(error.operation(), Operation::Renew);
+        assert_eq!(error.class(), Class::Broker);
+    }
+
+    #[test]
+    fn targets_say_what_they_know() {
+        let mut t = target();
+        t.key = None;
+        assert_eq!(t.to_string(), "Lease ns/tasks-daily-0123");
+        t.lease = None;
+        assert_eq!(t.to_string(), "Leases in namespace ns");
+        t.key = Some("k".into());
+        assert_eq!(t.to_string(), "lock \"k\" in namespace ns");
+    }
+
+    #[test]
+    fn classes() {
+        let invalid = Error::InvalidInput {
+            operation: Operation::TryAcquire,
+            input: "ttl_secs",
+            reason: "must be at least 1".into(),
+        };
+        assert_eq!(invalid.class(), Class::Configuration);
+        assert_eq!(
+            invalid.to_string(),
+            "try_acquire: invalid ttl_secs: must be at least 1"
+        );
+        let timeout = Error::Timeout {
+            operation: Operation::Owner,
+            target: target(),
+            timeout: Duration::from_secs(5),
+        };
+        assert_eq!(timeout.class(), Class::Timeout);
+        let foreign = Error::ForeignLease {
+            operation: Operation::Release,
+            target: target(),
+        };
+        assert_eq!(foreign.class(), Class::Configuration);
+    }
+}

@@ -1,0 +1,381 @@
+//! The Lease as it travels over the wire, and what this crate reads from it.
+//!
+//! Only the fields the lock needs are (de)serialized, so a Lease edited by
+//! hand into something odd still parses: missing fields become `None`, and
+//! the decision treats a Lease without a usable holder, renew time or
+//! duration as expired.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::naming;
+
+/// Value of `app.kubernetes.io/managed-by` on every Lease this crate creates.
+pub const MANAGED_BY_VALUE: &str = "celers-kube-lease";
+/// The well-known label that marks the Leases of this crate.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// A `coordination.k8s.io/v1` Lease, reduced to what the lock reads.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub metadata: Metadata,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Spec>,
+}
+
+/// The object metadata the lock reads and writes.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// `LeaseSpec`; times stay strings until [`parse_time`] reads them.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_duration_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquire_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_transitions: Option<i32>,
+}
+
+/// A page of a Lease list.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct LeaseList {
+    #[serde(default)]
+    pub metadata: ListMeta,
+    #[serde(default)]
+    pub items: Vec<Lease>,
+}
+
+/// The list metadata that carries the pagination token.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ListMeta {
+    #[serde(default, rename = "continue")]
+    pub continue_token: Option<String>,
+}
+
+/// Label and annotation keys under the configured prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Marks {
+    /// `<prefix>/lock-owner`: the owner label (sanitized owner).
+    pub owner_label: String,
+    /// `<prefix>/lock-key`: the annotation holding the original key.
+    pub key_annotation: String,
+}
+
+impl Marks {
+    /// The keys under `prefix`, e.g. `celers.io`.
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            owner_label: format!("{prefix}/lock-owner"),
+            key_annotation: format!("{prefix}/lock-key"),
+        }
+    }
+
+    /// Label selector for the Leases of this crate, of any owner.
+    pub fn all_locks_selector(&self) -> String {
+        format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{}", self.owner_label)
+    }
+
+    /// Label selector for the Leases whose owner label is `owner`'s.
+    pub fn owner_selector(&self, owner: &str) -> String {
+        format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{}={}",
+            self.owner_label,
+            naming::owner_label_value(owner)
+        )
+    }
+
+    /// The labels of a lock held by `owner`.
+    pub fn labels(&self, owner: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
+            (self.owner_label.clone(), naming::owner_label_value(owner)),
+        ])
+    }
+
+    /// The annotations of the lock `key`.
+    pub fn annotations(&self, key: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([(self.key_annotation.clone(), key.to_owned())])
+    }
+
+    /// The key of a Lease created by this crate, or `None` for a foreign one.
+    ///
+    /// A Lease is this crate's when it carries the managed-by label and a key
+    /// annotation whose computed Lease name is the Lease's own name.
+    pub fn key_of<'a>(&self, lease: &'a Lease) -> Option<&'a str> {
+        let managed = lease
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(MANAGED_BY_LABEL))
+            .is_some_and(|value| value == MANAGED_BY_VALUE);
+        let key = lease
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(&self.key_annotation))?;
+        let name = lease.metadata.name.as_deref()?;
+        (managed && naming::lease_name(key) == name).then_some(key.as_str())
+    }
+}
+
+/// What one read of a lock's Lease found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// No Lease has the lock's name.
+    Missing,
+    /// A Lease has the name but was not created by this crate for this key.
+    Foreign,
+    /// A Lease of this crate.
+    Ours(Record),
+}
+
+/// The state of a lock, as stored in its Lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The resourceVersion every conditional write is made against.
+    pub resource_version: String,
+    /// The uid, a precondition of deletes.
+    pub uid: String,
+    /// `spec.holderIdentity`; `None` when absent or empty.
+    pub holder: Option<String>,
+    /// `spec.acquireTime`, when present and parsable.
+    pub acquire_time: Option<DateTime<Utc>>,
+    /// `spec.renewTime`, when present and parsable.
+    pub renew_time: Option<DateTime<Utc>>,
+    /// `spec.leaseDurationSeconds`.
+    pub duration_secs: Option<i32>,
+    /// `spec.leaseTransitions`, 0 when absent.
+    pub transitions: i32,
+}
+
+impl Record {
+    /// Reads the lock state from a Lease of this crate. `None` when the
+    /// server's answer lacks a resourceVersion or uid, which it never does.
+    pub fn from_lease(lease: &Lease) -> Option<Self> {
+        let spec = lease.spec.clone().unwrap_or_default();
+        Some(Self {
+            resource_version: lease.metadata.resource_version.clone()?,
+            uid: lease.metadata.uid.clone()?,
+            holder: spec.holder_identity.filter(|holder| !holder.is_empty()),
+            acquire_time: spec.acquire_time.as_deref().and_then(parse_time),
+            renew_time: spec.renew_time.as_deref().and_then(parse_time),
+            duration_secs: spec.lease_duration_seconds,
+            transitions: spec.lease_transitions.unwrap_or(0),
+        })
+    }
+
+    /// When the lock expires by the server's clock, or `None` when it has no
+    /// holder or lacks the times to tell (such a Lease counts as expired).
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.holder.as_ref()?;
+        let since = self.renew_time.or(self.acquire_time)?;
+        let duration = self.duration_secs.filter(|secs| *secs > 0)?;
+        Some(since + TimeDelta::seconds(i64::from(duration)))
+    }
+}
+
+/// Formats a MicroTime as Kubernetes requires: RFC 3339 in UTC with exactly
+/// six fractional digits.
+pub fn format_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Parses a MicroTime (or any RFC 3339 time).
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|time| time.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease_for(key: &str, marks: &Marks) -> Lease {
+        Lease {
+            metadata: Metadata {
+                name: Some(naming::lease_name(key)),
+                uid: Some("u".into()),
+                resource_version: Some("1".into()),
+                labels: Some(marks.labels("me")),
+                annotations: Some(marks.annotations(key)),
+            },
+            ..Lease::default()
+        }
+    }
+
+    #[test]
+    fn micro_time_has_six_digits() {
+        let time = parse_time("2026-11-26T06:00:00Z").expect("valid");
+        assert_eq!(format_time(time), "2026-11-26T06:00:00.000000Z");
+        let time = parse_time("2026-11-26T06:00:00.1234567+01:00").expect("valid");
+        assert_eq!(format_time(time), "2026-11-26T05:00:00.123456Z");
+    }
+
+    #[test]
+    fn unparsable_times_are_none() {
+        assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(parse_time(""), None);
+    }
+
+    #[test]
+    fn our_leases_are_recognised() {
+        let marks = Marks::new("celers.io");
+        let lease = lease_for("Tasks/Daily", &marks);
+        assert_eq!(marks.key_of(&lease), Some("Tasks/Daily"));
+    }
+
+    #[test]
+    fn foreign_leases_are_not_ours() {
+        let marks = Marks::new("celers.io");
+        let ours = lease_for("k", &marks);
+
+        let mut unlabelled = ours.clone();
+        unlabelled.metadata.labels = None;
+        let mut other_manager = ours.clone();
+        other_manager.metadata.labels = Some(BTreeMap::from([(
+            MANAGED_BY_LABEL.to_owned(),
+            "someone-else".to_owned(),
+        )]));
+        let mut unannotated = ours.clone();
+        unannotated.metadata.annotations = None;
+        let mut renamed = ours.clone();
+        renamed.metadata.name = Some("kube-scheduler".into());
+        let mut other_key = ours.clone();
+        other_key.metadata.annotations = Some(marks.annotations("other"));
+        let other_prefix = Marks::new("example.com");
+
+        for lease in [unlabelled, other_manager, unannotated, renamed, other_key] {
+            assert_eq!(marks.key_of(&lease), None, "{lease:?}");
+        }
+        assert_eq!(other_prefix.key_of(&ours), None);
+    }
+
+    #[test]
+    fn records_read_the_spec() {
+        let marks = Marks::new("celers.io");
+        let mut lease = lease_for("k", &marks);
+        lease.spec = Some(Spec {
+            holder_identity: Some("me".into()),
+            lease_duration_seconds: Some(10),
+            acquire_time: Some("2026-11-26T06:00:00.000000Z".into()),
+            renew_time: Some("2026-11-26T06:00:05.000000Z".into()),
+            lease_transitions: Some(3),
+        });
+        let record = Record::from_lease(&lease).expect("complete");
+        assert_eq!(record.holder.as_deref(), Some("me"));
+        assert_eq!(record.transitions, 3);
+        assert_eq!(record.expires_at(), parse_time("2026-11-26T06:00:15Z"));
+    }
+
+    #[test]
+    fn records_without_usable_times_have_no_expiry() {
+        let base = Record {
+            resource_version: "1".into(),
+            uid: "u".into(),
+            holder: Some("me".into()),
+            acquire_time: None,
+            renew_time: parse_time("2026-11-26T06:00:00Z"),
+            duration_secs: Some(10),
+            transitions: 0,
+        };
+        assert!(base.expires_at().is_some());
+        let cases = [
+            Record {
+                holder: None,
+                ..base.clone()
+            },
+            Record {
+                renew_time: None,
+                ..base.clone()
+            },
+            Record {
+                duration_secs: None,
+                ..base.clone()
+            },
+            Record {
+                duration_secs: Some(0),
+                ..base.clone()
+            },
+            Record {
+                duration_secs: Some(-5),
+                ..base.clone()
+            },
+        ];
+        for record in cases {
+            assert_eq!(record.expires_at(), None, "{record:?}");
+        }
+        let acquired_only = Record {
+            renew_time: None,
+            acquire_time: parse_time("2026-11-26T06:00:00Z"),
+            ..base
+        };
+        assert_eq!(
+            acquired_only.expires_at(),
+            parse_time("2026-11-26T06:00:10Z")
+        );
+    }
+
+    #[test]
+    fn records_need_version_and_uid() {
+        let marks = Marks::new("celers.io");
+        let mut lease = lease_for("k", &marks);
+        lease.metadata.uid = None;
+        assert_eq!(Record::from_lease(&lease), None);
+    }
+
+    #[test]
+    fn empty_holder_is_no_holder() {
+        let marks = Marks::new("celers.io");
+        let mut lease = lease_for("k", &marks);
+        lease.spec = Some(Spec {
+            holder_identity: Some(String::new()),
+            ..Spec::default()
+        });
+        let record = Record::from_lease(&lease).expect("complete");
+        assert_eq!(record.holder, None);
+    }
+
+    #[test]
+    fn selectors_name_the_labels() {
+        let marks = Marks::new("celers.io");
+        assert_eq!(
+            marks.owner_selector("a b"),
+            format!(
+                "app.kubernetes.io/managed-by=celers-kube-lease,celers.io/lock-owner={}",
+                naming::owner_label_value("a b")
+            )
+        );
+        assert_eq!(
+            marks.all_locks_selector(),
+            "app.kubernetes.io/managed-by=celers-kube-lease,celers.io/lock-owner"
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! Test support for the crates of this workspace: the real local control
+//! plane (etcd + kube-apiserver) that `hack/control-plane.sh` starts.
+//!
+//! `make test` starts one control plane and points the tests at it through
+//! `CELERS_TEST_KUBECONFIG`. A test that needs the cluster calls
+//! [`cluster`], which panics, failing the test, when that variable is
+//! missing: cluster tests never skip silently. Fault tests that kill the API
+//! server start a [`ControlPlane`] of their own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// Environment variable holding the shared control plane's kubeconfig path.
+pub const KUBECONFIG_ENV: &str = "CELERS_TEST_KUBECONFIG";
+
+/// The repository's top directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// `hack/control-plane.sh`.
+pub fn control_plane_script() -> PathBuf {
+    repo_root().join("hack/control-plane.sh")
+}
+
+/// A control plane the tests can talk to.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Its admin kubeconfig.
+    pub kubeconfig: PathBuf,
+}
+
+/// The shared control plane of `make test`.
+///
+/// # Panics
+///
+/// When `CELERS_TEST_KUBECONFIG` is not set or names no file: run the tests
+/// with `make test`, which starts the control plane.
+pub fn cluster() -> Cluster {
+    let path = std::env::var_os(KUBECONFIG_ENV).unwrap_or_else(|| {
+        panic!(
+            "{KUBECONFIG_ENV} is not set: this test needs the local control plane. \
+             Run `make test`, which starts it (or `hack/control-plane.sh up` and export \
+             {KUBECONFIG_ENV}=<the path it prints>)."
+        )
+    });
+    let kubeconfig = PathBuf::from(path);
+    assert!(
+        kubeconfig.is_file(),
+        "{KUBECONFIG_ENV}={} is not a file: is the control plane up?",
+        kubeconfig.display()
+    );
+    Cluster { kubeconfig }
+}
+
+impl Cluster {
+    /// A new client with its own connection pool.
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
+        self.client_from(kubeconfig).await
+    }
+
+    /// A client that authenticates with `token` instead of the admin cert.
+    pub async fn client_with_token(&self, token: &str) -> Client {
+        let mut kubeconfig =
+            Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
+        for auth in &mut kubeconfig.auth_infos {
+            if let Some(info) = auth.auth_info.as_mut() {
+                info.client_certificate_data = None;
+                info.client_key_data = None;
+                info.token = Some(token.to_owned().into());
+            }
+        }
+        self.client_from(kubeconfig).await
+    }
+
+    async fn client_from(&self, kubeconfig: Kubeconfig) -> Client {
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("valid kubeconfig");
+        Client::try_from(config).expect("client")
+    }
+
+    /// Creates a namespace with a unique name starting with `prefix`.
+    pub async fn namespace(&self, prefix: &str) -> String {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let name = format!(
+            "{prefix}-{}-{}-{nanos:x}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let name: String = name.chars().take(63).collect();
+        let name = name.trim_end_matches('-').to_owned();
+        let namespaces: Api<Namespace> = Api::all(self.client().await);
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name }
+        }))
+        .expect("namespace");
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create namespace");
+        name
+    }
+
+    /// Runs the built kubectl against this control plane.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(control_plane_script())
+            .arg("kubectl")
+            .args(args)
+            .env("CONTROL_PLANE_DIR", self.state_dir())
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// Runs kubectl and returns its stdout, panicking on failure.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.kubeconfig
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+}
+
+/// A control plane of a test's own, in its own state directory, so that the
+/// test may kill and restart its processes. Stopped when dropped.
+#[derive(Debug)]
+pub struct ControlPlane {
+    dir: PathBuf,
+    cluster: Cluster,
+}
+
+impl ControlPlane {
+    /// Starts a new instance in a fresh directory named after `name`.
+    pub fn start(name: &str) -> Self {
+        let base = std::env::temp_dir().join(format!(
+            "celers-kube-lease-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(&base).expect("temp dir");
+        let dir = base.join("cp");
+        let kubeconfig = run_script(&dir, &["up"]);
+        Self {
+            dir,
+            cluster: Cluster {
+                kubeconfig: PathBuf::from(kubeconfig),
+            },
+        }
+    }
+
+    /// The cluster to talk to.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The PID of `etcd` or `kube-apiserver`.
+    pub fn pid(&self, process: &str) -> u32 {
+        run_script(&self.dir, &["pid", process])
+            .parse()
+            .expect("numeric pid")
+    }
+
+    /// Sends SIGKILL to `etcd` or `kube-apiserver`.
+    pub fn kill(&self, process: &str) {
+        let pid = self.pid(process);
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -KILL {pid} ({process})");
+    }
+
+    /// Restarts whatever is dead, on the same ports and data.
+    pub fn repair(&self) {
+        run_script(&self.dir, &["up"]);
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new(control_plane_script())
+            .arg("down")
+            .env("CONTROL_PLANE_DIR", &self.dir)
+            .output();
+    }
+}
+
+/// Runs `hack/control-plane.sh ARGS` on the instance in `dir` and returns the
+/// last line of its output.
+fn run_script(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(control_plane_script())
+        .args(args)
+        .env("CONTROL_PLANE_DIR", dir)
+        .output()
+        .expect("run hack/control-plane.sh");
+    assert!(
+        output.status.success(),
+        "hack/control-plane.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
