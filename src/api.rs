@@ -111,7 +111,12 @@ impl LeaseApi {
 
     /// Deletes the Lease if it still has this resourceVersion and uid (409
     /// Conflict otherwise, 404 if it is gone).
-    pub async fn delete(&self, name: &str, resource_version: &str, uid: &str) -> Result<(), Failure> {
+    pub async fn delete(
+        &self,
+        name: &str,
+        resource_version: &str,
+        uid: &str,
+    ) -> Result<(), Failure> {
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 resource_version: Some(resource_version.to_owned()),
@@ -119,7 +124,9 @@ impl LeaseApi {
             }),
             ..DeleteParams::default()
         };
-        self.send(self.request.delete(name, &params)).await.map(drop)
+        self.send(self.request.delete(name, &params))
+            .await
+            .map(drop)
     }
 
     /// One page of the Leases matching `selector`.
@@ -142,7 +149,8 @@ impl LeaseApi {
         &self,
         request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
     ) -> Result<Vec<u8>, Failure> {
-        let request = request.map_err(|e| Failure::Unexpected(format!("building the request: {e}")))?;
+        let request =
+            request.map_err(|e| Failure::Unexpected(format!("building the request: {e}")))?;
         let exchange = async {
             let sent = Instant::now();
             let response = self

@@ -158,9 +158,11 @@ impl KubeLeaseLockBackend {
         check_owner(op, owner)?;
         let ttl = check_ttl(op, ttl_secs)?;
         let span = tracing::debug_span!("try_acquire", key, owner, ttl_secs);
-        self.run(op, key, |found, now| decision::try_acquire(found, owner, ttl, now))
-            .instrument(span)
-            .await
+        self.run(op, key, |found, now| {
+            decision::try_acquire(found, owner, ttl, now)
+        })
+        .instrument(span)
+        .await
     }
 
     /// Extends the lock `key` held by `owner` to `ttl_secs` from now.
@@ -177,9 +179,11 @@ impl KubeLeaseLockBackend {
         check_owner(op, owner)?;
         let ttl = check_ttl(op, ttl_secs)?;
         let span = tracing::debug_span!("renew", key, owner, ttl_secs);
-        self.run(op, key, |found, now| decision::renew(found, owner, ttl, now))
-            .instrument(span)
-            .await
+        self.run(op, key, |found, now| {
+            decision::renew(found, owner, ttl, now)
+        })
+        .instrument(span)
+        .await
     }
 
     /// Deletes the lock `key` if `owner` holds it (live, or expired and not
@@ -394,7 +398,10 @@ impl KubeLeaseLockBackend {
                     }
                 }
             }
-            continue_token = page.metadata.continue_token.filter(|token| !token.is_empty());
+            continue_token = page
+                .metadata
+                .continue_token
+                .filter(|token| !token.is_empty());
             if continue_token.is_none() {
                 break;
             }
@@ -424,7 +431,13 @@ impl KubeLeaseLockBackend {
         Ok(found)
     }
 
-    async fn write(&self, op: Operation, key: &str, target: &Target, write: Write) -> Result<Written> {
+    async fn write(
+        &self,
+        op: Operation,
+        key: &str,
+        target: &Target,
+        write: Write,
+    ) -> Result<Written> {
         let name = target.lease.as_deref().unwrap_or_default();
         let api = &self.inner.api;
         let outcome = match &write {
@@ -457,7 +470,11 @@ impl KubeLeaseLockBackend {
                 self.remember(name, &Found::Missing);
                 Ok(Written::Done)
             }
-            Err(failure) if matches!(failure.code(), Some(409 | 404)) => {
+            // 404 on a create means the namespace is missing, not a race.
+            Err(failure)
+                if failure.code() == Some(409)
+                    || (failure.code() == Some(404) && !matches!(write, Write::Create(_))) =>
+            {
                 tracing::debug!(?failure, "lost a write race");
                 self.forget(name);
                 Ok(Written::Lost)
@@ -513,11 +530,14 @@ impl KubeLeaseLockBackend {
     fn server_time(&self, op: Operation, target: &Target) -> Result<ServerTime> {
         // Every successful response carries a Date header; an API server
         // without one cannot be used safely.
-        self.inner.api.server_time().ok_or_else(|| Error::Unexpected {
-            operation: op,
-            target: target.clone(),
-            detail: "the API server sent no Date header, so its clock is unknown".to_owned(),
-        })
+        self.inner
+            .api
+            .server_time()
+            .ok_or_else(|| Error::Unexpected {
+                operation: op,
+                target: target.clone(),
+                detail: "the API server sent no Date header, so its clock is unknown".to_owned(),
+            })
     }
 
     fn remembered(&self, name: &str) -> Option<Record> {
@@ -540,9 +560,9 @@ impl KubeLeaseLockBackend {
         if known.records.len() > KNOWN_SOFT_LIMIT.max(2 * known.pruned_at) {
             // Forget locks that expired long ago: they are only worth a read.
             if let Some(now) = self.inner.api.server_time() {
-                known.records.retain(|_, record| {
-                    !decision::is_garbage(record, now, TimeDelta::seconds(60))
-                });
+                known
+                    .records
+                    .retain(|_, record| !decision::is_garbage(record, now, TimeDelta::seconds(60)));
             }
             known.pruned_at = known.records.len();
         }
@@ -626,7 +646,7 @@ impl KubeLeaseLockBackend {
             Failure::Transport(source) => Error::Transport {
                 operation,
                 target,
-                source,
+                source: Box::new(source),
             },
             Failure::Unexpected(detail) => Error::Unexpected {
                 operation,
@@ -641,7 +661,10 @@ fn check_key(operation: Operation, key: &str) -> Result<()> {
     let reason = if key.is_empty() {
         "must not be empty".to_owned()
     } else if key.len() > MAX_KEY_BYTES {
-        format!("is {} bytes long; at most {MAX_KEY_BYTES} are allowed", key.len())
+        format!(
+            "is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
+            key.len()
+        )
     } else if key.contains('\0') {
         "must not contain NUL characters".to_owned()
     } else {

@@ -89,13 +89,18 @@ mod tests {
             input: "key",
             reason: "must not be empty".into(),
         };
-        assert!(matches!(CelersError::from(invalid), CelersError::Configuration(m) if m.contains("invalid key")));
+        assert!(
+            matches!(CelersError::from(invalid), CelersError::Configuration(m) if m.contains("invalid key"))
+        );
         let timeout = Error::Timeout {
             operation: Operation::Renew,
             target: target(),
             timeout: Duration::from_secs(1),
         };
-        assert!(matches!(CelersError::from(timeout), CelersError::Timeout(_)));
+        assert!(matches!(
+            CelersError::from(timeout),
+            CelersError::Timeout(_)
+        ));
         let api = Error::Api {
             operation: Operation::Release,
             target: target(),

@@ -83,14 +83,20 @@ impl Config {
         if self.request_timeout.is_zero() {
             return invalid("request_timeout", "must be greater than zero".to_owned());
         }
-        if self.sweep_interval.is_some_and(|interval| interval.is_zero()) {
+        if self
+            .sweep_interval
+            .is_some_and(|interval| interval.is_zero())
+        {
             return invalid(
                 "sweep_interval",
                 "must be greater than zero (use None to turn sweeping off)".to_owned(),
             );
         }
         if !(1..=5000).contains(&self.page_size) {
-            return invalid("page_size", format!("{} is not in 1..=5000", self.page_size));
+            return invalid(
+                "page_size",
+                format!("{} is not in 1..=5000", self.page_size),
+            );
         }
         if !(1..=256).contains(&self.delete_concurrency) {
             return invalid(
@@ -231,7 +237,9 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(
-            Config::defaults("default".into()).validate(Operation::Build).ok(),
+            Config::defaults("default".into())
+                .validate(Operation::Build)
+                .ok(),
             Some(())
         );
     }

@@ -257,8 +257,12 @@ mod tests {
 
     #[test]
     fn acquire_takes_over_an_expired_lease() {
-        let (version, holding) =
-            update(try_acquire(&held("other", 0, TTL), "me", 5, now(TTL as i64 + 1, 5)));
+        let (version, holding) = update(try_acquire(
+            &held("other", 0, TTL),
+            "me",
+            5,
+            now(TTL as i64 + 1, 5),
+        ));
         assert_eq!(version, "7");
         assert_eq!(
             holding,
@@ -318,7 +322,10 @@ mod tests {
             try_acquire(&held("other", 0, TTL), "me", TTL, in_doubt),
             Step::Answer(false)
         );
-        assert_eq!(live_holder(&held("other", 0, TTL), in_doubt), Ok(Some("other")));
+        assert_eq!(
+            live_holder(&held("other", 0, TTL), in_doubt),
+            Ok(Some("other"))
+        );
         // Once the earliest possible time reaches expiry, it is expired.
         let past = ServerTime {
             earliest: t(TTL as i64),
@@ -357,7 +364,10 @@ mod tests {
     fn renew_is_refused_to_non_holders_missing_and_expired_leases() {
         let t1 = now(1, 5);
         assert_eq!(renew(&Found::Missing, "me", TTL, t1), Step::Answer(false));
-        assert_eq!(renew(&held("other", 0, TTL), "me", TTL, t1), Step::Answer(false));
+        assert_eq!(
+            renew(&held("other", 0, TTL), "me", TTL, t1),
+            Step::Answer(false)
+        );
         assert_eq!(
             renew(&held("me", 0, TTL), "me", TTL, now(TTL as i64 + 1, 5)),
             Step::Answer(false),
@@ -395,7 +405,10 @@ mod tests {
             unreachable!()
         };
         assert!(!is_garbage(&record, now(10, 5), grace), "live");
-        assert!(!is_garbage(&record, now(TTL as i64 + 59, 5), grace), "in grace");
+        assert!(
+            !is_garbage(&record, now(TTL as i64 + 59, 5), grace),
+            "in grace"
+        );
         assert!(is_garbage(&record, now(TTL as i64 + 61, 5), grace));
         let no_holder = Record {
             holder: None,

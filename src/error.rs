@@ -132,7 +132,7 @@ pub enum Error {
         target: Target,
         /// What the client reported.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 
     /// The API server's answer could not be understood.

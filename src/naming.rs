@@ -27,7 +27,11 @@ const HASH_HEX_LEN: usize = 16;
 /// the others.
 pub fn lease_name(key: &str) -> String {
     let readable = sanitize(key, NAME_PREFIX_MAX, |c| c.is_ascii_alphanumeric(), true);
-    let readable = if readable.is_empty() { "lock".to_owned() } else { readable };
+    let readable = if readable.is_empty() {
+        "lock".to_owned()
+    } else {
+        readable
+    };
     format!("{readable}-{}", short_hash(key))
 }
 
@@ -39,7 +43,11 @@ pub fn owner_label_value(owner: &str) -> String {
     }
     let max_prefix = LABEL_VALUE_MAX - HASH_HEX_LEN - 1;
     let readable = sanitize(owner, max_prefix, is_label_char, false);
-    let readable = if readable.is_empty() { "owner".to_owned() } else { readable };
+    let readable = if readable.is_empty() {
+        "owner".to_owned()
+    } else {
+        readable
+    };
     format!("{readable}-{}", short_hash(owner))
 }
 
@@ -47,8 +55,14 @@ pub fn owner_label_value(owner: &str) -> String {
 pub fn is_valid_label_value(value: &str) -> bool {
     value.len() <= LABEL_VALUE_MAX
         && value.chars().all(is_label_char)
-        && value.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
-        && value.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .last()
+            .is_none_or(|c| c.is_ascii_alphanumeric())
 }
 
 /// Whether `name` is a valid DNS label (RFC 1123), as namespace names must be.
@@ -145,7 +159,10 @@ mod tests {
     fn distinct_keys_never_share_a_name() {
         assert_ne!(lease_name("Task"), lease_name("task"));
         assert_ne!(lease_name("a/b"), lease_name("a:b"));
-        assert_ne!(lease_name("x".repeat(1000).as_str()), lease_name(&"x".repeat(999)));
+        assert_ne!(
+            lease_name("x".repeat(1000).as_str()),
+            lease_name(&"x".repeat(999))
+        );
         assert_eq!(lease_name("Task"), lease_name("Task"));
     }
 
