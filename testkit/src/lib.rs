@@ -72,8 +72,7 @@ impl Cluster {
 
     /// A client that authenticates with `token` instead of the admin cert.
     pub async fn client_with_token(&self, token: &str) -> Client {
-        let mut kubeconfig =
-            Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
+        let mut kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
         for auth in &mut kubeconfig.auth_infos {
             if let Some(info) = auth.auth_info.as_mut() {
                 info.client_certificate_data = None;
@@ -157,10 +156,8 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a new instance in a fresh directory named after `name`.
     pub fn start(name: &str) -> Self {
-        let base = std::env::temp_dir().join(format!(
-            "celers-kube-lease-{name}-{}",
-            std::process::id()
-        ));
+        let base =
+            std::env::temp_dir().join(format!("celers-kube-lease-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).expect("temp dir");
         let dir = base.join("cp");
@@ -207,6 +204,9 @@ impl Drop for ControlPlane {
             .arg("down")
             .env("CONTROL_PLANE_DIR", &self.dir)
             .output();
+        if let Some(base) = self.dir.parent() {
+            let _ = std::fs::remove_dir_all(base);
+        }
     }
 }
 
