@@ -66,6 +66,7 @@ impl_celers_core!(celers_core_03);
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use celers_core::error::CelersError;
@@ -111,5 +112,17 @@ mod tests {
         let mapped = CelersError::from(api);
         assert!(mapped.is_retryable());
         assert!(matches!(mapped, CelersError::Broker(m) if m.contains("HTTP 500")));
+    }
+
+    #[test]
+    fn the_backend_is_a_cheap_shareable_trait_object() {
+        fn shareable<T: Clone + std::fmt::Debug + Send + Sync + 'static>() {}
+        shareable::<KubeLeaseLockBackend>();
+        let _: fn(KubeLeaseLockBackend) -> Arc<dyn celers_core::lock::DistributedLockBackend> =
+            |backend| Arc::new(backend);
+        #[cfg(feature = "celers-core-03")]
+        let _: fn(
+            KubeLeaseLockBackend,
+        ) -> Arc<dyn celers_core_03::lock::DistributedLockBackend> = |backend| Arc::new(backend);
     }
 }
