@@ -153,9 +153,9 @@ runs_file=$(mktemp)
 esc=$'\033'
 while IFS= read -r pod; do
   [[ -n "$pod" ]] || continue
-  # One line per executed run, e.g.
-  #   ... INFO ...: executed run task=beat-1 run=12 owner=celers-beat-scheduler-abc
-  # Field values may be quoted; colour codes are stripped just in case.
+  # One line per executed run (run = its scheduled Unix time), e.g.
+  #   ...Z  INFO executed run task=task-1 run=1764140400 owner=celers-beat-scheduler-abc lag_ms=4
+  # Quotes and colour codes are stripped just in case.
   kc -n "$namespace" logs "$pod" --request-timeout=30s \
     | sed "s/${esc}\[[0-9;]*m//g" \
     | grep -F 'executed run' \

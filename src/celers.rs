@@ -12,7 +12,7 @@ macro_rules! impl_celers_core {
     ($core:ident) => {
         impl From<Error> for $core::error::CelersError {
             fn from(error: Error) -> Self {
-                let message = error.to_string();
+                let message = describe(&error);
                 match error.class() {
                     Class::Configuration => Self::Configuration(message),
                     Class::Timeout => Self::Timeout(message),
@@ -58,6 +58,23 @@ macro_rules! impl_celers_core {
             }
         }
     };
+}
+
+/// The error and its causes, as one message: `CelersError` keeps only text.
+/// Causes whose text is already in the message (many errors repeat their
+/// source's text) are not repeated.
+fn describe(error: &Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 impl_celers_core!(celers_core);
@@ -124,5 +141,23 @@ mod tests {
         let _: fn(
             KubeLeaseLockBackend,
         ) -> Arc<dyn celers_core_03::lock::DistributedLockBackend> = |backend| Arc::new(backend);
+    }
+
+    #[test]
+    fn celers_errors_carry_the_cause() {
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = Error::Transport {
+            operation: Operation::Owner,
+            target: target(),
+            source: Box::new(kube::Error::ReadEvents(cause)),
+        };
+        match CelersError::from(error) {
+            CelersError::Broker(message) => assert_eq!(
+                message,
+                "owner of lock \"k\" (Lease ns/k-0): the API server could not be reached: \
+                 Error reading events stream: refused"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

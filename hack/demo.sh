@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# `make demo`: three replicas of the example beat scheduler share Lease locks
+# on the local control plane. Half-way through, the leader is SIGKILLed; at the
+# end the others get SIGTERM. Then a summary: runs scheduled, executed,
+# executed twice (must be 0), missed, how long failover took, and the Leases
+# as `kubectl get leases` shows them.
+#
+# Needs only Rust and Go: hack/control-plane.sh builds etcd, kube-apiserver and
+# kubectl from source the first time. A control plane that is already up (in
+# CONTROL_PLANE_DIR, default the one of `make up`) is used and left running;
+# one this script starts is stopped at the end.
+#
+# Environment:
+#   DEMO_SECS      how long the replicas run (default 30)
+#   DEMO_INTERVAL  seconds between two runs of each task (default 2)
+#   DEMO_TTL       TTL of the locks, seconds (default 6)
+#   DEMO_TASKS     number of tasks (default 3)
+#
+# Exit status: non-zero if a run was executed twice, the standby did not take
+# over, or a replica did not exit cleanly on SIGTERM.
+set -euo pipefail
+
+readonly secs=${DEMO_SECS:-30}
+readonly interval=${DEMO_INTERVAL:-2}
+readonly ttl=${DEMO_TTL:-6}
+readonly tasks=${DEMO_TASKS:-3}
+readonly replicas=(replica-a replica-b replica-c)
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+readonly root
+cd "$root"
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
+for value in "$secs" "$interval" "$ttl" "$tasks"; do
+  [[ $value =~ ^[1-9][0-9]*$ ]] || die "DEMO_SECS, DEMO_INTERVAL, DEMO_TTL and DEMO_TASKS must be positive integers"
+done
+((ttl > interval)) || die "DEMO_TTL must be greater than DEMO_INTERVAL"
+((secs >= 4 * ttl)) || die "DEMO_SECS must be at least 4 x DEMO_TTL, to leave time for the failover"
+
+# Microseconds since the epoch.
+now_us() {
+  if [[ -n ${EPOCHREALTIME:-} ]]; then echo "${EPOCHREALTIME//[.,]/}"; else echo "$(($(date +%s%N) / 1000))"; fi
+}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/celers-kube-lease-demo.XXXXXX")
+readonly work
+started_control_plane=0
+declare -A pid=()
+
+cleanup() {
+  local rc=$? name
+  trap - EXIT INT TERM
+  for name in "${!pid[@]}"; do
+    kill -TERM "${pid[$name]}" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  if ((started_control_plane)); then
+    say "stopping the control plane this demo started"
+    hack/control-plane.sh down 2>&1 | sed 's/^/    /' || true
+  fi
+  if ((rc == 0)); then
+    rm -rf "$work"
+  else
+    printf '\nthe replicas'\'' logs are in %s\n' "$work" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+kubectl() { hack/control-plane.sh kubectl "$@"; }
+
+# ---- control plane and binary ---------------------------------------------------
+if hack/control-plane.sh status >/dev/null 2>&1; then
+  say "using the control plane that is already up"
+  kubeconfig=$(hack/control-plane.sh up 2>/dev/null | tail -n 1)
+else
+  say "starting a local control plane (etcd + kube-apiserver; the first time builds them from source)"
+  started_control_plane=1
+  kubeconfig=$(hack/control-plane.sh up | tail -n 1)
+fi
+
+say "building the scheduler (cargo build -p celers-kube-lease-scheduler)"
+cargo build -p celers-kube-lease-scheduler
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/celers-kube-lease-scheduler"
+[[ -x $bin ]] || die "$bin was not built"
+
+namespace="celers-demo-$(date +%s)"
+kubectl create namespace "$namespace" >/dev/null
+
+# ---- replicas -------------------------------------------------------------------
+# narrate NAME: copies a replica's log lines to $work/NAME.log and tells the
+# interesting ones; records each `role=leader` line in $work/leaders.
+narrate() {
+  local name=$1 line elapsed task run
+  while IFS= read -r line; do
+    printf '%s\n' "$line" >>"$work/$name.log"
+    elapsed=$((($(now_us) - t0) / 100000))
+    elapsed=$(printf '%3d.%ds' $((elapsed / 10)) $((elapsed % 10)))
+    case $line in
+      *"role=leader"*)
+        echo "$(now_us) $name" >>"$work/leaders"
+        printf '  %s  %-9s  is the leader\n' "$elapsed" "$name" ;;
+      *"role=standby"*) printf '  %s  %-9s  is a standby\n' "$elapsed" "$name" ;;
+      *"executed run"*)
+        task=${line#* task=}; task=${task%% *}
+        run=${line#* run=}; run=${run%% *}
+        printf '  %s  %-9s  executed %s, run %s\n' "$elapsed" "$name" "$task" "$run" ;;
+      *"released locks"*) printf '  %s  %-9s  released its locks and exited\n' "$elapsed" "$name" ;;
+      *" WARN "* | *" ERROR "*) printf '  %s  %-9s  %s\n' "$elapsed" "$name" "${line#* }" ;;
+    esac
+  done
+  touch "$work/$name.done"
+}
+
+say "running ${replicas[*]} for ${secs}s (namespace $namespace, ${tasks} tasks every ${interval}s, TTL ${ttl}s)"
+t0=$(now_us)
+touch "$work/leaders"
+for name in "${replicas[@]}"; do
+  POD_NAME=$name POD_NAMESPACE=$namespace KUBECONFIG=$kubeconfig RUST_LOG=info NO_COLOR=1 \
+    "$bin" --interval-secs "$interval" --ttl-secs "$ttl" --tasks "$tasks" \
+    > >(narrate "$name") 2>&1 &
+  pid[$name]=$!
+done
+
+# Sleep until $1 seconds after the start.
+sleep_until() {
+  local left=$(($1 * 1000000 - ($(now_us) - t0)))
+  ((left <= 0)) || sleep "$((left / 1000000)).$(printf '%06d' $((left % 1000000)))"
+}
+
+# ---- kill the leader half-way ---------------------------------------------------
+sleep_until $((secs / 2))
+leader=$(kubectl -n "$namespace" get leases -o \
+  'jsonpath={range .items[*]}{.metadata.annotations.celers\.io/lock-key}{" "}{.spec.holderIdentity}{"\n"}{end}' |
+  awk '$1 == "beat_leader" { print $2 }')
+[[ -n $leader && -n ${pid[$leader]:-} ]] || die "no replica holds the leader Lease (holder: '${leader}')"
+printf '\n  --- the leader Lease names %s: SIGKILL it (no chance to release anything) ---\n\n' "$leader"
+killed_at=$(now_us)
+# (stderr off: bash would report the killed job)
+{ kill -KILL "${pid[$leader]}"; wait "${pid[$leader]}"; } 2>/dev/null || true
+unset 'pid[$leader]'
+
+# The first `role=leader` line of another replica after the kill.
+failover_us=""
+deadline=$((killed_at + (ttl + 10) * 1000000))
+while [[ -z $failover_us ]] && (($(now_us) < deadline)); do
+  failover_us=$(awk -v after="$killed_at" -v dead="$leader" \
+    '$1 > after && $2 != dead { print $1 - after; exit }' "$work/leaders")
+  [[ -n $failover_us ]] || sleep 0.1
+done
+
+# ---- stop the others ------------------------------------------------------------
+sleep_until "$secs"
+printf '\n  --- SIGTERM the others ---\n\n'
+declare -A status=([$leader]="SIGKILLed")
+for name in "${!pid[@]}"; do kill -TERM "${pid[$name]}"; done
+for name in "${!pid[@]}"; do
+  for _ in $(seq 1 150); do kill -0 "${pid[$name]}" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "${pid[$name]}" 2>/dev/null; then
+    status[$name]="still running 15s after SIGTERM"
+    kill -KILL "${pid[$name]}"
+  fi
+  rc=0; { wait "${pid[$name]}"; } 2>/dev/null || rc=$?
+  [[ -n ${status[$name]:-} ]] || status[$name]="exit $rc"
+  unset 'pid[$name]'
+done
+for name in "${replicas[@]}"; do
+  for _ in $(seq 1 50); do [[ -e $work/$name.done ]] && break; sleep 0.1; done
+done
+
+# ---- summary --------------------------------------------------------------------
+# One "replica task run" line per executed run.
+for name in "${replicas[@]}"; do
+  awk -v name="$name" '/executed run/ {
+      task = ""; run = ""
+      for (i = 1; i <= NF; i++) {
+        if ($i ~ /^task=/) task = substr($i, 6)
+        if ($i ~ /^run=/) run = substr($i, 5)
+      }
+      print name, task, run
+    }' "$work/$name.log" 2>/dev/null || true
+done >"$work/runs"
+
+read -r scheduled executed twice missed < <(awk -v tasks="$tasks" -v interval="$interval" '
+  { n[$2 " " $3]++; if (first == "" || $3 < first) first = $3; if ($3 > last) last = $3 }
+  END {
+    scheduled = first == "" ? 0 : tasks * ((last - first) / interval + 1)
+    for (k in n) { unique++; if (n[k] > 1) twice++ }
+    print scheduled + 0, unique + 0, twice + 0, scheduled - unique
+  }' "$work/runs")
+
+say "summary"
+printf '  %-44s %s\n' "runs scheduled (${tasks} tasks, first to last run)" "$scheduled"
+printf '  %-44s %s\n' "runs executed" "$executed"
+printf '  %-44s %s\n' "runs executed twice" "$twice"
+printf '  %-44s %s\n' "runs missed" "$missed"
+if [[ -n $failover_us ]]; then
+  failover=$(awk -v us="$failover_us" 'BEGIN { printf "%.1fs", us / 1000000 }')
+  printf '  %-44s %s\n' "failover (SIGKILL to the new leader)" "$failover (TTL ${ttl}s)"
+else
+  printf '  %-44s %s\n' "failover (SIGKILL to the new leader)" "none within $((ttl + 10))s"
+fi
+echo
+printf '  %-10s %8s  %s\n' REPLICA EXECUTED "HOW IT ENDED"
+for name in "${replicas[@]}"; do
+  printf '  %-10s %8s  %s\n' "$name" "$(awk -v n="$name" '$1 == n { c++ } END { print c + 0 }' "$work/runs")" "${status[$name]}"
+done
+
+# show_tail TITLE CMD...: a kubectl listing, header and its last rows.
+show_tail() {
+  local title=$1 out rows
+  shift
+  out=$("$@")
+  rows=$(($(printf '%s\n' "$out" | wc -l) - 1))
+  say "$title ($((rows < 8 ? rows : 8)) newest of $rows Leases)"
+  printf '%s\n' "$out" | head -n 1
+  printf '%s\n' "$out" | tail -n +2 | tail -n 8
+}
+show_tail "kubectl -n $namespace get leases -L celers.io/lock-owner --sort-by=.spec.renewTime" \
+  kubectl -n "$namespace" get leases -L celers.io/lock-owner --sort-by=.spec.renewTime
+show_tail "the same Leases: lock key, holder, renewTime, TTL" \
+  kubectl -n "$namespace" get leases --sort-by=.spec.renewTime -o \
+  'custom-columns=NAME:.metadata.name,KEY:.metadata.annotations.celers\.io/lock-key,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime,TTL:.spec.leaseDurationSeconds'
+echo
+echo "  Per-run locks are held by <replica>.dispatch and never released: they expire"
+echo "  (and are swept later), so no replica can execute the same run again."
+if ((!started_control_plane)); then
+  echo "  The control plane stays up; the Leases are in namespace $namespace."
+fi
+
+failed=()
+((twice == 0)) || failed+=("$twice runs were executed twice")
+((executed > 0)) || failed+=("no run was executed")
+[[ -n $failover_us ]] || failed+=("no replica took over leadership after the SIGKILL")
+for name in "${replicas[@]}"; do
+  [[ $name == "$leader" || ${status[$name]} == "exit 0" ]] || failed+=("$name: ${status[$name]}")
+done
+if ((${#failed[@]} > 0)); then
+  printf '\nFAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+printf '\nOK: every run executed at most once; the standby took over in %s.\n' "$failover"

@@ -1,0 +1,166 @@
+//! Command line and environment settings.
+
+use std::time::Duration;
+
+use celers_kube_lease::MAX_OWNER_BYTES;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
+/// Suffix of the owner of per-run locks (see `main.rs`).
+pub const DISPATCH_SUFFIX: &str = ".dispatch";
+
+/// One replica of a beat-style scheduler whose replicas share Lease-backed
+/// locks, so that every run of every task is executed by exactly one of them.
+#[derive(Debug, Parser)]
+#[command(name = "celers-kube-lease-scheduler", version)]
+pub struct Args {
+    /// Seconds between two runs of each task.
+    #[arg(
+        long,
+        env = "SCHEDULER_INTERVAL_SECS",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub interval_secs: u64,
+
+    /// TTL of the per-run locks and of the leader lock, in seconds. Must be
+    /// greater than the interval: a run's lock must outlive the window in
+    /// which a lagging replica could still attempt that run.
+    #[arg(
+        long,
+        env = "SCHEDULER_TTL_SECS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(2..=i32::MAX as u64)
+    )]
+    pub ttl_secs: u64,
+
+    /// Number of periodic tasks (task-0, task-1, ...).
+    #[arg(
+        long,
+        env = "SCHEDULER_TASKS",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub tasks: u32,
+
+    /// Exit cleanly (as on SIGTERM) after this many seconds.
+    #[arg(
+        long,
+        env = "SCHEDULER_RUN_FOR_SECS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub run_for_secs: Option<u64>,
+
+    /// Lock owner identity [default: <hostname>-<pid>].
+    #[arg(long, env = "POD_NAME")]
+    pub owner: Option<String>,
+
+    /// Namespace of the Leases [default: the kubeconfig's, or the Pod's].
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+/// The validated settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub interval_secs: u64,
+    pub ttl_secs: u64,
+    pub tasks: u32,
+    pub run_for: Option<Duration>,
+    pub owner: String,
+    pub namespace: Option<String>,
+}
+
+impl Settings {
+    /// Parses the command line and environment; on error prints a message
+    /// and exits with status 2.
+    pub fn from_env() -> Self {
+        let args = Args::parse();
+        let fail = |message: String| -> ! {
+            Args::command()
+                .error(ErrorKind::ValueValidation, message)
+                .exit()
+        };
+        if args.ttl_secs <= args.interval_secs {
+            fail(format!(
+                "--ttl-secs ({}) must be greater than --interval-secs ({}): a run's lock \
+                 must outlive the interval in which it can be attempted",
+                args.ttl_secs, args.interval_secs
+            ));
+        }
+        let owner = non_empty(args.owner).unwrap_or_else(default_owner);
+        if owner.len() + DISPATCH_SUFFIX.len() > MAX_OWNER_BYTES {
+            fail(format!(
+                "owner (POD_NAME) is {} bytes long; at most {} are allowed",
+                owner.len(),
+                MAX_OWNER_BYTES - DISPATCH_SUFFIX.len()
+            ));
+        }
+        if owner.chars().any(char::is_control) {
+            fail(format!(
+                "owner (POD_NAME) {owner:?} contains control characters"
+            ));
+        }
+        Self {
+            interval_secs: args.interval_secs,
+            ttl_secs: args.ttl_secs,
+            tasks: args.tasks,
+            run_for: args.run_for_secs.map(Duration::from_secs),
+            owner,
+            namespace: non_empty(args.namespace),
+        }
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// `<hostname>-<pid>`, for runs outside a Pod.
+fn default_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|host| host.trim().to_owned())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_deployment() {
+        let args = Args::try_parse_from(["scheduler"]).expect("defaults parse");
+        assert_eq!((args.interval_secs, args.ttl_secs, args.tasks), (5, 15, 3));
+        assert_eq!(args.run_for_secs, None);
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected() {
+        for bad in [
+            &["scheduler", "--interval-secs", "0"][..],
+            &["scheduler", "--ttl-secs", "1"],
+            &["scheduler", "--tasks", "0"],
+            &["scheduler", "--run-for-secs", "0"],
+            &["scheduler", "--interval-secs", "five"],
+        ] {
+            let error = Args::try_parse_from(bad).expect_err("rejected");
+            assert_eq!(error.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        assert_eq!(non_empty(Some("  ".into())), None);
+        assert_eq!(non_empty(Some("pod-1".into())).as_deref(), Some("pod-1"));
+        assert!(default_owner().ends_with(&format!("-{}", std::process::id())));
+    }
+}
