@@ -1,0 +1,367 @@
+//! The celers-kube-lease side: each phase sets up its Leases (not measured),
+//! then the probe counts requests and costs around the measured work.
+
+use std::time::{Duration, Instant};
+
+use celers_kube_lease::KubeLeaseLockBackend;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use crate::measure::{round3, Phase, Probe, Result, Stats};
+
+/// Requests in flight while setting up and cleaning up.
+const SETUP_CONCURRENCY: usize = 32;
+/// Lease duration of the other owner in the expired-key phases.
+const EXPIRED_TTL_SECS: u64 = 1;
+/// Wait past that duration: covers both backends' uncertainty about the
+/// server's clock (at most about a second each).
+const EXPIRED_MARGIN: Duration = Duration::from_millis(2500);
+
+/// A sequential operation, measured one call at a time on one client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    AcquireFree,
+    /// By a backend that has never seen the key.
+    AcquireExpiredUnseen,
+    /// By a backend that read the key (with `is_locked`) while it was held.
+    AcquireExpiredSeen,
+    /// By the holder's own backend.
+    Reacquire,
+    /// By the holder, from a new backend (as after a restart).
+    ReacquireNewBackend,
+    Renew,
+    Release,
+    IsLocked,
+    Owner,
+}
+
+impl Op {
+    pub fn scenario(self) -> &'static str {
+        match self {
+            Self::AcquireFree => "acquire_free",
+            Self::AcquireExpiredUnseen => "acquire_expired_unseen",
+            Self::AcquireExpiredSeen => "acquire_expired_seen",
+            Self::Reacquire => "reacquire",
+            Self::ReacquireNewBackend => "reacquire_new_backend",
+            Self::Renew => "renew",
+            Self::Release => "release",
+            Self::IsLocked => "is_locked",
+            Self::Owner => "owner",
+        }
+    }
+}
+
+/// The memory phase's result (printed by the child process as JSON).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Memory {
+    pub locks: u64,
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub bytes_per_lock: f64,
+}
+
+pub struct Ours {
+    config: kube::Config,
+    namespace: String,
+    run: String,
+    ttl: u64,
+    /// Sends the sequential operations; its clock is warm.
+    main: KubeLeaseLockBackend,
+    /// Holds the expired locks.
+    other: KubeLeaseLockBackend,
+    client: kube::Client,
+    probe: Probe,
+}
+
+impl Ours {
+    /// `etcd` and `pids` are for the [`Probe`].
+    pub async fn new(
+        config: kube::Config,
+        namespace: &str,
+        run: &str,
+        ttl: u64,
+        etcd: Option<String>,
+        pids: Vec<(String, u32)>,
+    ) -> Result<Self> {
+        let client = kube::Client::try_from(config.clone())?;
+        let probe = Probe::new(client.clone(), etcd, pids);
+        let main = backend(client.clone(), namespace)?;
+        let other = backend(kube::Client::try_from(config.clone())?, namespace)?;
+        // One response each, so that both know the server's clock.
+        main.is_locked("lease-bench-warm-up").await?;
+        other.is_locked("lease-bench-warm-up").await?;
+        Ok(Self {
+            config,
+            namespace: namespace.to_owned(),
+            run: run.to_owned(),
+            ttl,
+            main,
+            other,
+            probe,
+            client,
+        })
+    }
+
+    pub fn probe(&self) -> &Probe {
+        &self.probe
+    }
+
+    pub async fn kubernetes_version(&self) -> Result<String> {
+        Ok(self.client.apiserver_version().await?.git_version)
+    }
+
+    fn owner(&self) -> String {
+        format!("lease-bench-{}", self.run)
+    }
+
+    fn keys(&self, scenario: &str, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("lb-{}-{scenario}-{i}", self.run))
+            .collect()
+    }
+
+    /// `n` calls of `op`, each on its own key.
+    pub async fn sequential(&self, op: Op, n: usize) -> Result<Phase> {
+        let owner = self.owner();
+        let keys = self.keys(op.scenario(), n);
+        let backends = match op {
+            Op::AcquireFree => vec![self.main.clone(); n],
+            Op::AcquireExpiredUnseen | Op::AcquireExpiredSeen => {
+                return Err("the expired-key phases run together; see `expired`".into())
+            }
+            Op::ReacquireNewBackend => {
+                acquire_all(&self.main, &keys, &owner, self.ttl).await?;
+                // New backends on the same connections: no remembered state.
+                let fresh = |_| backend(self.client.clone(), &self.namespace);
+                keys.iter().map(fresh).collect::<Result<_>>()?
+            }
+            _ => {
+                acquire_all(&self.main, &keys, &owner, self.ttl).await?;
+                vec![self.main.clone(); n]
+            }
+        };
+        let work = async {
+            let mut stats = Stats::default();
+            let start = Instant::now();
+            for (key, backend) in keys.iter().zip(&backends) {
+                match op {
+                    Op::Renew => stats.time(backend.renew(key, &owner, self.ttl)).await,
+                    Op::Release => stats.time(backend.release(key, &owner)).await,
+                    Op::IsLocked => stats.time(backend.is_locked(key)).await,
+                    Op::Owner => {
+                        let held = async { Ok(backend.owner(key).await?.is_some()) };
+                        stats.time(held).await;
+                    }
+                    _ => stats.time(backend.try_acquire(key, &owner, self.ttl)).await,
+                }
+            }
+            (stats, start.elapsed())
+        };
+        let ((stats, elapsed), usage) = self.probe.counted(work).await?;
+        self.main.release_all(&owner).await?;
+        Ok(stats.phase(op.scenario(), 1, elapsed, usage))
+    }
+
+    /// Acquisition of keys whose holder (another owner, TTL 1 s) has expired
+    /// by the server's clock: by a backend that never saw them, and by one
+    /// that read them while they were held.
+    pub async fn expired(&self, n: usize) -> Result<[Phase; 2]> {
+        let owner = self.owner();
+        let other_owner = format!("{owner}-other");
+        let unseen = self.keys(Op::AcquireExpiredUnseen.scenario(), n);
+        let seen = self.keys(Op::AcquireExpiredSeen.scenario(), n);
+        let all: Vec<String> = unseen.iter().chain(&seen).cloned().collect();
+        acquire_all(&self.other, &all, &other_owner, EXPIRED_TTL_SECS).await?;
+        let expired_at = Instant::now() + Duration::from_secs(EXPIRED_TTL_SECS) + EXPIRED_MARGIN;
+        // A backend that has never seen the `unseen` keys.
+        let unseen_backend = backend(self.client.clone(), &self.namespace)?;
+        unseen_backend.is_locked("lease-bench-warm-up").await?;
+        for key in &seen {
+            if !self.main.is_locked(key).await? {
+                return Err(format!("{key} was not seen held").into());
+            }
+        }
+        tokio::time::sleep_until(expired_at.into()).await;
+        let mut phases = Vec::with_capacity(2);
+        for (op, keys, backend) in [
+            (Op::AcquireExpiredUnseen, &unseen, &unseen_backend),
+            (Op::AcquireExpiredSeen, &seen, &self.main),
+        ] {
+            let work = async {
+                let mut stats = Stats::default();
+                let start = Instant::now();
+                for key in keys {
+                    stats.time(backend.try_acquire(key, &owner, self.ttl)).await;
+                }
+                (stats, start.elapsed())
+            };
+            let ((stats, elapsed), usage) = self.probe.counted(work).await?;
+            phases.push(stats.phase(op.scenario(), 1, elapsed, usage));
+        }
+        self.main.release_all(&owner).await?;
+        self.other.release_all(&other_owner).await?;
+        let [unseen, seen]: [Phase; 2] = phases
+            .try_into()
+            .map_err(|_| "two expired-key phases expected")?;
+        Ok([unseen, seen])
+    }
+
+    /// `clients` clients, each with its own connections, calling `try_acquire`
+    /// in a loop for `duration`: each on its own key, or all on one.
+    pub async fn throughput(&self, clients: usize, duration: Duration, hot: bool) -> Result<Phase> {
+        let scenario = if hot {
+            "throughput_hot_key"
+        } else {
+            "throughput"
+        };
+        let keys = self.keys(scenario, clients);
+        let mut workers = Vec::with_capacity(clients);
+        for (i, key) in keys.iter().enumerate() {
+            let client = kube::Client::try_from(self.config.clone())?;
+            let key = if hot { keys[0].clone() } else { key.clone() };
+            workers.push((
+                backend(client, &self.namespace)?,
+                key,
+                format!("{}-{i}", self.owner()),
+            ));
+        }
+        let ttl = self.ttl;
+        let work = async {
+            let start = Instant::now();
+            let deadline = start + duration;
+            let tasks: Vec<_> = workers
+                .iter()
+                .cloned()
+                .map(|(backend, key, owner)| {
+                    tokio::spawn(async move {
+                        let mut stats = Stats::default();
+                        while Instant::now() < deadline {
+                            stats.time(backend.try_acquire(&key, &owner, ttl)).await;
+                        }
+                        stats
+                    })
+                })
+                .collect();
+            let mut all = Stats::default();
+            for task in tasks {
+                all.merge(task.await?);
+            }
+            Ok::<_, tokio::task::JoinError>((all, start.elapsed()))
+        };
+        let (outcome, usage) = self.probe.counted(work).await?;
+        let (stats, elapsed) = outcome?;
+        for (backend, key, owner) in &workers {
+            backend.release(key, owner).await?;
+        }
+        Ok(stats.phase(scenario, clients, elapsed, usage))
+    }
+
+    /// `release_all` of an owner holding `n` locks: one call, timed.
+    pub async fn release_all(&self, n: usize) -> Result<Phase> {
+        let owner = format!("{}-all-{n}", self.owner());
+        let keys = self.keys(&format!("release-all-{n}"), n);
+        acquire_all(&self.main, &keys, &owner, self.ttl).await?;
+        let work = async {
+            let start = Instant::now();
+            let deleted = self.main.release_all(&owner).await;
+            (deleted, start.elapsed())
+        };
+        let ((deleted, elapsed), usage) = self.probe.counted(work).await?;
+        let deleted = deleted?;
+        let secs = elapsed.as_secs_f64();
+        Ok(Phase {
+            implementation: "celers-kube-lease".to_owned(),
+            clients: 1,
+            ops: n as u64,
+            errors: (n as u64).saturating_sub(deleted),
+            successes: deleted,
+            requests: usage.requests,
+            requests_per_op: round3(usage.requests as f64 / n.max(1) as f64),
+            ops_per_sec: if secs > 0.0 {
+                round3(n as f64 / secs)
+            } else {
+                0.0
+            },
+            elapsed_secs: round3(secs),
+            usage: Some(usage),
+            ..Phase::default()
+        })
+    }
+}
+
+/// The backend as the benchmark uses it: no background sweeps.
+fn backend(client: kube::Client, namespace: &str) -> Result<KubeLeaseLockBackend> {
+    Ok(KubeLeaseLockBackend::builder(client)
+        .namespace(namespace)
+        .request_timeout(Duration::from_secs(5))
+        .sweep_interval(None)
+        .build()?)
+}
+
+/// Acquires every key for `owner` (setup: not measured).
+async fn acquire_all(
+    backend: &KubeLeaseLockBackend,
+    keys: &[String],
+    owner: &str,
+    ttl: u64,
+) -> Result<()> {
+    stream::iter(keys)
+        .map(|key| async move {
+            match backend.try_acquire(key, owner, ttl).await? {
+                true => Ok(()),
+                false => Err(format!("setup could not acquire {key}").into()),
+            }
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// The memory phase, run in a process of its own so that nothing else has
+/// grown its heap: VmRSS before and after one backend acquires `locks` locks.
+pub async fn memory(
+    config: kube::Config,
+    namespace: &str,
+    run: &str,
+    locks: usize,
+    ttl: u64,
+) -> Result<Memory> {
+    const CONCURRENCY: usize = 16;
+    let backend = backend(kube::Client::try_from(config)?, namespace)?;
+    let owner = format!("lease-bench-{run}-memory");
+    let keys: Vec<String> = (0..locks).map(|i| format!("lb-{run}-memory-{i}")).collect();
+    // Open the connections the acquisitions will use before the baseline.
+    stream::iter(0..CONCURRENCY)
+        .map(|_| backend.is_locked("lease-bench-warm-up"))
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let before = vm_rss_kib()?;
+    let acquired = stream::iter(&keys)
+        .map(|key| backend.try_acquire(key, &owner, ttl))
+        .buffer_unordered(CONCURRENCY)
+        .try_fold(0_u64, |held, ok| async move { Ok(held + u64::from(ok)) })
+        .await?;
+    let after = vm_rss_kib()?;
+    backend.release_all(&owner).await?;
+    let delta = after.saturating_sub(before) as f64 * 1024.0;
+    Ok(Memory {
+        locks: acquired,
+        rss_before_kib: before,
+        rss_after_kib: after,
+        bytes_per_lock: if acquired > 0 {
+            (delta / acquired as f64).round()
+        } else {
+            0.0
+        },
+    })
+}
+
+fn vm_rss_kib() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc/self/status".into())
+}

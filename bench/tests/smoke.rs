@@ -1,0 +1,95 @@
+//! `lease-bench` with tiny numbers against the shared control plane, so that
+//! it keeps building and running. Only completion and the shape of the
+//! output are checked, never timing. The client-go peer is left to
+//! `make bench` (a cold build of client-go takes over a minute).
+
+use std::process::Command;
+
+/// The cell in the column headed `column` of the row whose first cell is
+/// `label`, in the first Markdown table that has both.
+fn cell(output: &str, label: &str, column: &str) -> Option<String> {
+    let cells = |line: &str| -> Vec<String> {
+        let line = line.trim().trim_matches('|');
+        line.split('|').map(|cell| cell.trim().to_owned()).collect()
+    };
+    let lines: Vec<&str> = output.lines().collect();
+    lines
+        .split(|line| !line.starts_with('|'))
+        .filter_map(|table| {
+            let (header, rows) = table.split_first()?;
+            let index = cells(header).iter().position(|cell| cell == column)?;
+            let row = rows
+                .iter()
+                .map(|row| cells(row))
+                .find(|row| row[0] == label)?;
+            row.get(index).cloned()
+        })
+        .next()
+}
+
+#[tokio::test]
+async fn lease_bench_runs_with_tiny_numbers() {
+    let cluster = celers_kube_lease_testkit::cluster();
+    let namespace = cluster.namespace("lease-bench").await;
+    let output = Command::new(env!("CARGO_BIN_EXE_lease-bench"))
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .args(["--namespace", &namespace])
+        .args([
+            "--iterations",
+            "3",
+            "--clients",
+            "1,2",
+            "--duration-secs",
+            "0.3",
+        ])
+        .args(["--release-all", "4,8", "--memory-locks", "20"])
+        .output()
+        .expect("run lease-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "lease-bench failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let operations = [
+        "acquire, free key",
+        "acquire, expired key, never seen",
+        "acquire, expired key, seen held",
+        "re-acquire by the holder",
+        "re-acquire by the holder, new backend/elector",
+        "renew",
+        "release",
+        "is_locked",
+        "owner",
+    ];
+    for label in operations {
+        let requests = cell(&stdout, label, "Requests/op ours")
+            .unwrap_or_else(|| panic!("no row {label:?} in:\n{stdout}"));
+        let requests: f64 = requests.parse().expect("a number of requests");
+        if ["acquire, free key", "renew", "release"].contains(&label) {
+            assert!(requests > 0.0, "{label}: no requests counted\n{stdout}");
+        }
+    }
+    for (clients, keys) in [("1", "distinct"), ("2", "distinct"), ("2", "one hot key")] {
+        let found = stdout
+            .lines()
+            .any(|line| line.starts_with(&format!("| {clients} | {keys} |")));
+        assert!(
+            found,
+            "no throughput row for {clients} clients, {keys}:\n{stdout}"
+        );
+    }
+    for leases in ["4", "8"] {
+        assert!(
+            cell(&stdout, leases, "Deleted")
+                .is_some_and(|deleted| deleted == format!("{leases}/{leases}")),
+            "release_all of {leases}:\n{stdout}"
+        );
+    }
+    assert!(
+        cell(&stdout, "20", "Bytes per lock").is_some(),
+        "no memory row:\n{stdout}"
+    );
+}
