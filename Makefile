@@ -25,3 +25,19 @@ down:
 	hack/control-plane.sh down
 status:
 	hack/control-plane.sh status
+
+## The lock benchmark against client-go's LeaseLock, on a local control plane
+## that this command starts and stops; tables on stdout. To update
+## BENCHMARKS.md too: make bench ARGS='--markdown BENCHMARKS.md'
+bench:
+	bench/run.sh $(ARGS)
+
+## The reliability checks' short form alone (also part of `make test`; needs
+## Debian's faketime package), on a local control plane it starts and stops.
+reliability:
+	hack/test.sh --test reliability_contention --test reliability_faults --test reliability_bad_input --test reliability_foreign
+
+## Their long form on a control plane of its own: contention with faults and
+## skewed clocks for DURATION (default 600s), then the figures as a table.
+reliability-long:
+	cargo run --locked -p celers-kube-lease-reliability -- long --duration $(or $(DURATION),600s)
