@@ -113,6 +113,20 @@ impl Outcome {
     pub fn clean(&self) -> bool {
         self.figures.clean() && self.problems.is_empty() && self.leftover.is_empty()
     }
+
+    /// Panics, naming what went wrong, unless the run was [`clean`](Self::clean).
+    pub fn assert_clean(&self) {
+        let f = &self.figures;
+        assert!(
+            f.violations.is_empty(),
+            "overlapping holders: {:#?}",
+            f.violations
+        );
+        assert!(f.lost.is_empty(), "locks lost: {:#?}", f.lost);
+        assert!(f.read_mismatches.is_empty(), "{:#?}", f.read_mismatches);
+        assert!(self.problems.is_empty(), "{:#?}", self.problems);
+        assert!(self.leftover.is_empty(), "left behind: {:?}", self.leftover);
+    }
 }
 
 /// The contenders' owner names.

@@ -38,20 +38,8 @@ async fn contenders_never_overlap_even_with_skewed_clocks() {
         .await
         .expect("the contention run could not be carried out");
     println!("{}", table::markdown(&table::contention_rows(&outcome)));
+    outcome.assert_clean();
     let f = &outcome.figures;
-    assert!(
-        f.violations.is_empty(),
-        "overlapping holders: {:#?}",
-        f.violations
-    );
-    assert!(f.lost.is_empty(), "locks lost: {:#?}", f.lost);
-    assert!(f.read_mismatches.is_empty(), "{:#?}", f.read_mismatches);
-    assert!(outcome.problems.is_empty(), "{:#?}", outcome.problems);
-    assert!(
-        outcome.leftover.is_empty(),
-        "left behind: {:?}",
-        outcome.leftover
-    );
     assert_eq!(f.contenders, 6);
     assert_eq!(outcome.skews.len(), 2, "{:?}", outcome.skews);
     // Real contention happened: locks changed hands and were refused.
