@@ -40,7 +40,10 @@ import (
 // callTimeout bounds every single API call.
 const callTimeout = 5 * time.Second
 
-var scenarios = []string{"acquire_free", "acquire_expired", "reacquire", "renew", "release", "get", "throughput"}
+var scenarios = []string{"acquire_free", "acquire_expired", "reacquire", "renew", "release", "get", "throughput", "dispatch", "cycle"}
+
+// loopScenarios run several clients in a loop for a duration.
+var loopScenarios = map[string]bool{"throughput": true, "dispatch": true, "cycle": true}
 
 type options struct {
 	kubeconfig   string
@@ -51,6 +54,7 @@ type options struct {
 	durationSecs float64
 	ttlSecs      int
 	hotKey       bool
+	keepLeases   bool
 }
 
 // result is the single JSON line printed on stdout. Field order is fixed.
@@ -67,6 +71,9 @@ type result struct {
 	P99Ms         float64 `json:"p99_ms"`
 	OpsPerSec     float64 `json:"ops_per_sec"`
 	ElapsedSecs   float64 `json:"elapsed_secs"`
+	// KeptPrefix: with --keep-leases, the prefix of every lease name of this
+	// run, for the caller to delete them.
+	KeptPrefix string `json:"kept_prefix,omitempty"`
 }
 
 func main() {
@@ -79,10 +86,11 @@ func main() {
 	flag.StringVar(&o.namespace, "namespace", "default", "namespace for the leases (must exist)")
 	flag.StringVar(&o.scenario, "scenario", "", "one of: "+strings.Join(scenarios, ", "))
 	flag.IntVar(&o.iterations, "iterations", 200, "operations per sequential scenario")
-	flag.IntVar(&o.clients, "clients", 8, "concurrent clients (throughput)")
-	flag.Float64Var(&o.durationSecs, "duration-secs", 5, "measured duration in seconds (throughput)")
+	flag.IntVar(&o.clients, "clients", 8, "concurrent clients (throughput, dispatch, cycle)")
+	flag.Float64Var(&o.durationSecs, "duration-secs", 5, "measured duration in seconds (throughput, dispatch, cycle)")
 	flag.IntVar(&o.ttlSecs, "ttl-secs", 15, "lease duration in seconds")
 	flag.BoolVar(&o.hotKey, "hot-key", false, "throughput: all clients contend for one key")
+	flag.BoolVar(&o.keepLeases, "keep-leases", false, "leave this run's leases for the caller to delete (their prefix is in the JSON line)")
 	flag.Parse()
 
 	if o.kubeconfig == "" {
@@ -110,7 +118,11 @@ func main() {
 		fatalf("%v", err)
 	}
 	res, runErr := b.run(ctx)
-	b.cleanup() // every lease this run may have created; never counted
+	if o.keepLeases && runErr == nil {
+		res.KeptPrefix = b.prefix
+	} else {
+		b.cleanup() // every lease this run may have created; never counted
+	}
 	if runErr != nil {
 		fatalf("%v", runErr)
 	}
@@ -520,8 +532,8 @@ func percentileMs(sorted []time.Duration, p float64) float64 {
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 
 func (b *bench) run(ctx context.Context) (*result, error) {
-	if b.o.scenario == "throughput" {
-		return b.runThroughput(ctx)
+	if loopScenarios[b.o.scenario] {
+		return b.runLoop(ctx)
 	}
 	op, err := b.setupSequential(ctx)
 	if err != nil {
@@ -656,13 +668,25 @@ func (b *bench) setupSequential(ctx context.Context) (func(context.Context, int)
 	return nil, fmt.Errorf("unknown scenario %q", sc)
 }
 
-func (b *bench) runThroughput(ctx context.Context) (*result, error) {
+// runLoop runs the loop scenarios: clients, each with its own connections,
+// repeat one operation until the duration is over.
+//   - throughput: tryAcquireOrRenew of the client's own lease (after the
+//     first call, the leader's renewal), or with --hot-key of one shared lease.
+//   - dispatch: tryAcquireOrRenew of a lease never used before, by a fresh
+//     elector, as for a beat scheduler's per-run lock: Get (NotFound) ->
+//     Create. Never released; the leases are deleted after the measurement.
+//   - cycle: tryAcquireOrRenew of the client's own lease, then tryRelease
+//     (one operation; it succeeds if both do). After the first cycle the
+//     lease exists with no holder: Get -> Update, then Get -> Update.
+func (b *bench) runLoop(ctx context.Context) (*result, error) {
 	n := b.o.clients
+	sc := b.o.scenario
 	clients := make([]kubernetes.Interface, n)
 	dials := make([]*atomic.Int64, n)
 	electors := make([]*elector, n)
+	hotKey := b.o.hotKey && sc == "throughput"
 	hot := ""
-	if b.o.hotKey {
+	if hotKey {
 		hot = b.leaseName("throughput-hot", 0)
 	}
 	for i := 0; i < n; i++ {
@@ -683,11 +707,12 @@ func (b *bench) runThroughput(ctx context.Context) (*result, error) {
 		}
 		clients[i], dials[i] = c, cnt
 		name := hot
-		if !b.o.hotKey {
-			name = b.leaseName("throughput", i)
+		if !hotKey {
+			name = b.leaseName(sc, i)
 		}
-		electors[i] = newElector(c, b.o.namespace, name, fmt.Sprintf("%sclient-%d", b.prefix, i), b.ttl)
+		electors[i] = newElector(c, b.o.namespace, name, b.clientIdentity(i), b.ttl)
 	}
+	runs := make([]int, n) // dispatch: leases created by each client
 
 	before, err := b.leaseRequestTotal(ctx)
 	if err != nil {
@@ -709,8 +734,16 @@ func (b *bench) runThroughput(ctx context.Context) (*result, error) {
 			<-startGate
 			deadline := start.Add(duration)
 			for ctx.Err() == nil && time.Now().Before(deadline) {
+				e := electors[i]
+				if sc == "dispatch" {
+					e = newElector(clients[i], b.o.namespace, b.dispatchName(i, runs[i]), b.clientIdentity(i), b.ttl)
+					runs[i]++
+				}
 				t := time.Now()
-				held, err := electors[i].tryAcquireOrRenew(ctx)
+				held, err := e.tryAcquireOrRenew(ctx)
+				if sc == "cycle" && err == nil && held {
+					held, err = e.tryRelease(ctx)
+				}
 				all[i].add(time.Since(t), opOutcome{held, err})
 			}
 		}(i)
@@ -721,6 +754,14 @@ func (b *bench) runThroughput(ctx context.Context) (*result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	clientReq := b.leaseRequests.Load() - clientBefore
+	// Every dispatch lease is recorded for cleanup, after the measurement.
+	b.mu.Lock()
+	for i, r := range runs {
+		for k := 0; k < r; k++ {
+			b.created[b.dispatchName(i, k)] = struct{}{}
+		}
+	}
+	b.mu.Unlock()
 	after, err := b.leaseRequestTotal(ctx)
 	if err != nil {
 		return nil, err
@@ -735,6 +776,11 @@ func (b *bench) runThroughput(ctx context.Context) (*result, error) {
 	log.Printf("TCP connections dialed per client: [%s]", strings.Join(conns, " "))
 	return b.report(&st, n, elapsed, after-before, clientReq), nil
 }
+
+func (b *bench) clientIdentity(i int) string { return fmt.Sprintf("%sclient-%d", b.prefix, i) }
+
+// dispatchName is the lease of client i's k-th dispatch.
+func (b *bench) dispatchName(i, k int) string { return fmt.Sprintf("%sdispatch-%d-%d", b.prefix, i, k) }
 
 func (b *bench) report(st *stats, clients int, elapsed time.Duration, serverReq float64, clientReq int64) *result {
 	sort.Slice(st.latencies, func(i, j int) bool { return st.latencies[i] < st.latencies[j] })

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use measure::{Phase, Result};
-use ours::{Op, Ours};
+use ours::{Loop, Op, Ours};
 use peer::Peer;
 use report::{Report, Row};
 
@@ -21,19 +21,26 @@ usage: lease-bench --kubeconfig PATH [options]
   --namespace NS          namespace of the Leases (must exist; default: default)
   --clientgo PATH         the built bench/clientgo peer; without it, our side only
   --iterations N          operations per sequential phase (default 200)
-  --clients LIST          throughput client counts (default 1,8,32); a hot-key
-                          run follows for every count above 1
-  --duration-secs SECS    measured time of each throughput run (default 5)
+  --clients LIST          throughput and workload client counts (default 1,8,32);
+                          a hot-key run follows for every count above 1
+  --duration-secs SECS    measured time of each throughput or workload run (default 5)
   --ttl-secs N            lock TTL (default 15)
   --release-all LIST      release_all sizes (default 100,1000,5000)
   --memory-locks N        locks held in the memory phase (default 10000)
-  --phases LIST           which to run (default operations,throughput,release-all,memory)
+  --phases LIST           which to run (default
+                          operations,throughput,workloads,release-all,memory)
   --markdown PATH         also write the tables into PATH (e.g. BENCHMARKS.md)
   --about NAME=VALUE      a line for the environment list (repeatable)
   --etcd HOST:PORT        etcd's client address, to read its WAL fsyncs
   --server-pid NAME=PID   a server process whose CPU time is read (repeatable)";
 
-const PHASES: [&str; 4] = ["operations", "throughput", "release-all", "memory"];
+const PHASES: [&str; 5] = [
+    "operations",
+    "throughput",
+    "workloads",
+    "release-all",
+    "memory",
+];
 
 struct Args {
     memory_child: bool,
@@ -274,37 +281,40 @@ async fn run(args: Args) -> Result<()> {
     }
 
     if run_phase("throughput") {
-        let distinct = args.clients.iter().map(|&n| (n, false));
-        let hot = args.clients.iter().filter(|&&n| n > 1).map(|&n| (n, true));
-        for (clients, hot) in distinct.chain(hot) {
-            let keys = if hot { "one hot key" } else { "distinct" };
-            progress(&format!("throughput, {clients} clients, {keys}"));
-            let phase = ours.throughput(clients, args.duration, hot).await?;
-            let mut extra = vec![
-                "--clients".to_owned(),
-                clients.to_string(),
-                "--duration-secs".to_owned(),
-                args.duration.as_secs_f64().to_string(),
-            ];
-            if hot {
-                extra.push("--hot-key".to_owned());
-            }
-            // The server side is measured over the peer's whole run, which
-            // is the loop and little else here.
-            let peer_phase = match &peer {
-                Some(peer) => {
-                    let (phase, usage) =
-                        ours.probe().counted(peer.run("throughput", &extra)).await?;
-                    Some(Phase {
-                        usage: Some(usage),
-                        ..phase?
-                    })
-                }
-                None => None,
+        let distinct = args.clients.iter().map(|&n| (n, Loop::OwnKey));
+        let hot = args
+            .clients
+            .iter()
+            .filter(|&&n| n > 1)
+            .map(|&n| (n, Loop::HotKey));
+        for (clients, workload) in distinct.chain(hot) {
+            let keys = if workload == Loop::HotKey {
+                "one hot key"
+            } else {
+                "distinct"
             };
+            progress(&format!("throughput, {clients} clients, {keys}"));
+            let phase = ours.throughput(clients, args.duration, workload).await?;
+            let peer_phase = peer_loop(&ours, peer.as_ref(), &args, clients, workload).await?;
             report
                 .throughput
                 .push(Row::new(keys, "throughput", phase, peer_phase));
+        }
+    }
+
+    if run_phase("workloads") {
+        for &clients in &args.clients {
+            for (workload, label) in [
+                (Loop::Dispatch, "dispatch: a fresh key per op"),
+                (Loop::Cycle, "cycle: acquire, then release"),
+            ] {
+                progress(&format!("{}, {clients} clients", workload.scenario()));
+                let phase = ours.throughput(clients, args.duration, workload).await?;
+                let peer_phase = peer_loop(&ours, peer.as_ref(), &args, clients, workload).await?;
+                report
+                    .workloads
+                    .push(Row::new(label, workload.scenario(), phase, peer_phase));
+            }
         }
     }
 
@@ -330,6 +340,50 @@ async fn run(args: Args) -> Result<()> {
         progress(&format!("wrote {}", path.display()));
     }
     Ok(())
+}
+
+/// The client-go peer's run of `workload` with `clients` clients, if there
+/// is a peer. The server side is measured over the peer's whole run, which is
+/// the loop and little else: the Leases a dispatch run creates (one per
+/// operation) are left to be deleted here, after the measurement.
+async fn peer_loop(
+    ours: &Ours,
+    peer: Option<&Peer>,
+    args: &Args,
+    clients: usize,
+    workload: Loop,
+) -> Result<Option<Phase>> {
+    let Some(peer) = peer else {
+        return Ok(None);
+    };
+    let mut extra = vec![
+        "--clients".to_owned(),
+        clients.to_string(),
+        "--duration-secs".to_owned(),
+        args.duration.as_secs_f64().to_string(),
+    ];
+    let scenario = match workload {
+        Loop::OwnKey => "throughput",
+        Loop::HotKey => {
+            extra.push("--hot-key".to_owned());
+            "throughput"
+        }
+        Loop::Dispatch => {
+            extra.push("--keep-leases".to_owned());
+            "dispatch"
+        }
+        Loop::Cycle => "cycle",
+    };
+    let (phase, usage) = ours.probe().counted(peer.run(scenario, &extra)).await?;
+    let phase = phase?;
+    if let Some(prefix) = phase.kept_prefix.as_deref().filter(|p| !p.is_empty()) {
+        let deleted = ours.delete_prefixed(prefix).await?;
+        progress(&format!("deleted the {deleted} Leases the peer left"));
+    }
+    Ok(Some(Phase {
+        usage: Some(usage),
+        ..phase
+    }))
 }
 
 /// Runs the memory phase in a child process (this binary, `memory` mode).
@@ -386,7 +440,8 @@ async fn environment(args: &Args, ours: &Ours) -> Result<Vec<(String, String)>> 
     about.push((
         "Settings".to_owned(),
         format!(
-            "{} operations per sequential phase, {:.1} s per throughput run, TTL {} s, \
+            "{} operations per sequential phase, {:.1} s per throughput or workload run, \
+             TTL {} s, \
              namespace {}{}",
             args.iterations,
             args.duration.as_secs_f64(),

@@ -24,6 +24,9 @@ pub struct Phase {
     pub p99_ms: f64,
     pub ops_per_sec: f64,
     pub elapsed_secs: f64,
+    /// The client-go peer left its Leases (`--keep-leases`): their prefix.
+    #[serde(default)]
+    pub kept_prefix: Option<String>,
     #[serde(skip)]
     pub mean_ms: f64,
     #[serde(skip)]
@@ -111,6 +114,7 @@ impl Stats {
             } else {
                 0.0
             },
+            kept_prefix: None,
             usage: Some(usage),
         }
     }

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use celers_kube_lease::KubeLeaseLockBackend;
 use futures::stream::{self, StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, DeleteParams, ListParams};
 use serde::{Deserialize, Serialize};
 
 use crate::measure::{round3, Phase, Probe, Result, Stats};
@@ -47,6 +49,34 @@ impl Op {
             Self::Release => "release",
             Self::IsLocked => "is_locked",
             Self::Owner => "owner",
+        }
+    }
+}
+
+/// What each client of a throughput run does in its loop; one iteration is
+/// one operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loop {
+    /// `try_acquire` of its own key: after the first call, a renewal.
+    OwnKey,
+    /// `try_acquire` of one key that all the clients share.
+    HotKey,
+    /// `try_acquire` of a key never used before, as a beat scheduler's
+    /// per-run lock; never released (deleted after the run, not measured).
+    Dispatch,
+    /// `try_acquire` of its own key, then `release`.
+    Cycle,
+}
+
+impl Loop {
+    /// Names the phase and its Leases; the client-go peer's scenario of the
+    /// same name (the hot key: `throughput --hot-key`).
+    pub fn scenario(self) -> &'static str {
+        match self {
+            Self::OwnKey => "throughput",
+            Self::HotKey => "throughput_hot_key",
+            Self::Dispatch => "dispatch",
+            Self::Cycle => "cycle",
         }
     }
 }
@@ -206,24 +236,27 @@ impl Ours {
         Ok([unseen, seen])
     }
 
-    /// `clients` clients, each with its own connections, calling `try_acquire`
-    /// in a loop for `duration`: each on its own key, or all on one.
-    pub async fn throughput(&self, clients: usize, duration: Duration, hot: bool) -> Result<Phase> {
-        let scenario = if hot {
-            "throughput_hot_key"
-        } else {
-            "throughput"
-        };
+    /// `clients` clients, each with its own connections, running `workload`
+    /// in a loop for `duration`.
+    pub async fn throughput(
+        &self,
+        clients: usize,
+        duration: Duration,
+        workload: Loop,
+    ) -> Result<Phase> {
+        let scenario = workload.scenario();
         let keys = self.keys(scenario, clients);
         let mut workers = Vec::with_capacity(clients);
         for (i, key) in keys.iter().enumerate() {
             let client = kube::Client::try_from(self.config.clone())?;
-            let key = if hot { keys[0].clone() } else { key.clone() };
-            workers.push((
-                backend(client, &self.namespace)?,
-                key,
-                format!("{}-{i}", self.owner()),
-            ));
+            let (key, owner) = match workload {
+                Loop::OwnKey => (key.clone(), format!("{}-{i}", self.owner())),
+                Loop::HotKey => (keys[0].clone(), format!("{}-{i}", self.owner())),
+                Loop::Dispatch | Loop::Cycle => {
+                    (key.clone(), format!("{}-{scenario}-{i}", self.owner()))
+                }
+            };
+            workers.push((backend(client, &self.namespace)?, key, owner));
         }
         let ttl = self.ttl;
         let work = async {
@@ -235,8 +268,27 @@ impl Ours {
                 .map(|(backend, key, owner)| {
                     tokio::spawn(async move {
                         let mut stats = Stats::default();
+                        let mut run = 0_u64;
                         while Instant::now() < deadline {
-                            stats.time(backend.try_acquire(&key, &owner, ttl)).await;
+                            match workload {
+                                Loop::OwnKey | Loop::HotKey => {
+                                    stats.time(backend.try_acquire(&key, &owner, ttl)).await;
+                                }
+                                Loop::Dispatch => {
+                                    // A beat scheduler's per-run key,
+                                    // `celers-beat:dispatch:<task>@<time>`.
+                                    let run_key = format!("celers-beat:dispatch:{key}@{run}");
+                                    run += 1;
+                                    stats.time(backend.try_acquire(&run_key, &owner, ttl)).await;
+                                }
+                                Loop::Cycle => {
+                                    let cycle = async {
+                                        Ok(backend.try_acquire(&key, &owner, ttl).await?
+                                            && backend.release(&key, &owner).await?)
+                                    };
+                                    stats.time(cycle).await;
+                                }
+                            }
                         }
                         stats
                     })
@@ -250,10 +302,52 @@ impl Ours {
         };
         let (outcome, usage) = self.probe.counted(work).await?;
         let (stats, elapsed) = outcome?;
+        // Cleanup, not measured.
         for (backend, key, owner) in &workers {
-            backend.release(key, owner).await?;
+            match workload {
+                Loop::OwnKey | Loop::HotKey => {
+                    backend.release(key, owner).await?;
+                }
+                Loop::Dispatch | Loop::Cycle => {
+                    backend.release_all(owner).await?;
+                }
+            }
         }
         Ok(stats.phase(scenario, clients, elapsed, usage))
+    }
+
+    /// Deletes every Lease of the namespace whose name starts with `prefix`
+    /// (what the client-go peer left behind); returns how many.
+    pub async fn delete_prefixed(&self, prefix: &str) -> Result<u64> {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut names = Vec::new();
+        let mut params = ListParams::default().limit(500);
+        loop {
+            let page = api.list_metadata(&params).await?;
+            names.extend(
+                page.items
+                    .into_iter()
+                    .filter_map(|lease| lease.metadata.name)
+                    .filter(|name| name.starts_with(prefix)),
+            );
+            match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+        let api = &api;
+        stream::iter(&names)
+            .map(|name| async move {
+                match api.delete(name, &DeleteParams::default()).await {
+                    Ok(_) => Ok(1),
+                    Err(kube::Error::Api(status)) if status.is_not_found() => Ok(0),
+                    Err(error) => Err(error),
+                }
+            })
+            .buffer_unordered(SETUP_CONCURRENCY)
+            .try_fold(0_u64, |deleted, one| async move { Ok(deleted + one) })
+            .await
+            .map_err(Into::into)
     }
 
     /// `release_all` of an owner holding `n` locks: one call, timed.

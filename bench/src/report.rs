@@ -36,6 +36,8 @@ pub struct Report {
     pub about: Vec<(String, String)>,
     pub operations: Vec<Row>,
     pub throughput: Vec<Row>,
+    /// The lock workloads: dispatch (a fresh key per operation) and cycle.
+    pub workloads: Vec<Row>,
     pub release_all: Vec<Phase>,
     pub memory: Option<Memory>,
 }
@@ -81,31 +83,23 @@ impl Report {
         if !self.throughput.is_empty() {
             out.push_str(
                 "\n### Throughput (`try_acquire` in a loop; each client its own connections)\n\n\
-                 | Clients | Keys | ops/s ours | ops/s client-go | Ratio ours ÷ client-go \
-                 | Requests/op ours | Requests/op client-go | p50 ms ours | p50 ms client-go \
-                 | p99 ms ours | p99 ms client-go | Held ours | Held client-go |\n\
-                 |--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+                 After its first call each client holds its key, so the distinct-key loop is \
+                 renewals: one conditional write per operation on both sides.\n\n",
             );
-            for row in &self.throughput {
-                let (ours, peer) = (&row.ours, row.peer.as_ref());
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {:.0} | {} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {} | {} |",
-                    ours.clients,
-                    row.label,
-                    ours.ops_per_sec,
-                    peer.map_or(dash(), |p| format!("{:.0}", p.ops_per_sec)),
-                    peer.map_or(dash(), |p| ratio(ours.ops_per_sec, p.ops_per_sec)),
-                    ours.requests_per_op,
-                    peer.map_or(dash(), |p| format!("{:.2}", p.requests_per_op)),
-                    ours.p50_ms,
-                    peer.map_or(dash(), |p| format!("{:.2}", p.p50_ms)),
-                    ours.p99_ms,
-                    peer.map_or(dash(), |p| format!("{:.2}", p.p99_ms)),
-                    succeeded(ours),
-                    peer.map_or(dash(), succeeded),
-                );
-            }
+            loop_table(&mut out, "Keys", "Held", &self.throughput);
+        }
+
+        if !self.workloads.is_empty() {
+            out.push_str(
+                "\n### Lock workloads (each client its own connections)\n\n\
+                 dispatch: each operation takes a key never used before, as a beat scheduler's \
+                 per-run lock (`try_acquire`; client-go: `tryAcquireOrRenew` of a new Lease); \
+                 never released, deleted after the run. cycle: each operation acquires the \
+                 client's own key and releases it (`try_acquire` + `release`; client-go: \
+                 `tryAcquireOrRenew` + `tryRelease`). Succeeded: the lock was taken (cycle: \
+                 and released).\n\n",
+            );
+            loop_table(&mut out, "Workload", "Succeeded", &self.workloads);
         }
 
         if !self.release_all.is_empty() {
@@ -161,12 +155,20 @@ impl Report {
                 row.peer.as_ref().map(|peer| (label, peer)),
             ]
         });
+        let workloads = self.workloads.iter().flat_map(|row| {
+            let label = format!("{}, {} clients", row.peer_scenario, row.ours.clients);
+            [
+                Some((label.clone(), &row.ours)),
+                row.peer.as_ref().map(|peer| (label, peer)),
+            ]
+        });
         let release_all = self
             .release_all
             .iter()
             .map(|phase| (format!("release_all of {}", phase.ops), phase));
         let phases: Vec<(String, &Phase)> = operations
             .chain(throughput.flatten())
+            .chain(workloads.flatten())
             .chain(release_all)
             .filter(|(_, phase)| phase.usage.is_some())
             .collect();
@@ -189,7 +191,8 @@ impl Report {
              (`apiserver_request_duration_seconds`), the part it waited on etcd \
              (`etcd_request_duration_seconds`), etcd's WAL fsyncs, and CPU time from \
              `/proc/<pid>/stat`; CPU cores: all CPU time over the phase's wall time. \
-             client-go rows include its process start, setup and cleanup.\n\n\
+             client-go rows include its process start, setup and cleanup (but not the \
+             deletion of a dispatch run's Leases, done afterwards).\n\n\
              | Phase | Impl | Latency mean ms | API server ms/op | etcd ms/op | WAL fsyncs/op \
              | fsync ms/op |",
         );
@@ -252,6 +255,39 @@ fn splice(old: &str, tables: &str) -> String {
         }
         _ if old.is_empty() => format!("# Benchmarks\n\n{block}"),
         _ => format!("{}\n\n{block}", old.trim_end()),
+    }
+}
+
+/// A table of loops run by several clients: ops/s, requests and latency per
+/// operation on both sides; `label` heads the column of the rows' labels.
+fn loop_table(out: &mut String, label: &str, succeeded_heading: &str, rows: &[Row]) {
+    let _ = write!(
+        out,
+        "| Clients | {label} | ops/s ours | ops/s client-go | Ratio ours ÷ client-go \
+         | Requests/op ours | Requests/op client-go | p50 ms ours | p50 ms client-go \
+         | p99 ms ours | p99 ms client-go | {succeeded_heading} ours \
+         | {succeeded_heading} client-go |\n\
+         |--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+    );
+    for row in rows {
+        let (ours, peer) = (&row.ours, row.peer.as_ref());
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {} | {} |",
+            ours.clients,
+            row.label,
+            ours.ops_per_sec,
+            peer.map_or(dash(), |p| format!("{:.0}", p.ops_per_sec)),
+            peer.map_or(dash(), |p| ratio(ours.ops_per_sec, p.ops_per_sec)),
+            ours.requests_per_op,
+            peer.map_or(dash(), |p| format!("{:.2}", p.requests_per_op)),
+            ours.p50_ms,
+            peer.map_or(dash(), |p| format!("{:.2}", p.p50_ms)),
+            ours.p99_ms,
+            peer.map_or(dash(), |p| format!("{:.2}", p.p99_ms)),
+            succeeded(ours),
+            peer.map_or(dash(), succeeded),
+        );
     }
 }
 

@@ -8,6 +8,12 @@ use std::process::Command;
 /// The cell in the column headed `column` of the row whose first cell is
 /// `label`, in the first Markdown table that has both.
 fn cell(output: &str, label: &str, column: &str) -> Option<String> {
+    cell_of(output, &[label], column)
+}
+
+/// The cell in the column headed `column` of the row whose first cells are
+/// `first`, in the first Markdown table that has both.
+fn cell_of(output: &str, first: &[&str], column: &str) -> Option<String> {
     let cells = |line: &str| -> Vec<String> {
         let line = line.trim().trim_matches('|');
         line.split('|').map(|cell| cell.trim().to_owned()).collect()
@@ -21,7 +27,7 @@ fn cell(output: &str, label: &str, column: &str) -> Option<String> {
             let row = rows
                 .iter()
                 .map(|row| cells(row))
-                .find(|row| row[0] == label)?;
+                .find(|row| row.iter().zip(first).all(|(cell, want)| cell == want))?;
             row.get(index).cloned()
         })
         .next()
@@ -80,6 +86,24 @@ async fn lease_bench_runs_with_tiny_numbers() {
             found,
             "no throughput row for {clients} clients, {keys}:\n{stdout}"
         );
+    }
+    for clients in ["1", "2"] {
+        for workload in [
+            "dispatch: a fresh key per op",
+            "cycle: acquire, then release",
+        ] {
+            let row = [clients, workload];
+            let requests = cell_of(&stdout, &row, "Requests/op ours")
+                .unwrap_or_else(|| panic!("no row {row:?} in:\n{stdout}"));
+            let requests: f64 = requests.parse().expect("a number of requests");
+            assert!(requests > 0.0, "{row:?}: no requests counted\n{stdout}");
+            // Every operation takes a free key: all succeed.
+            let succeeded = cell_of(&stdout, &row, "Succeeded ours").unwrap_or_default();
+            let all = succeeded
+                .split_once('/')
+                .is_some_and(|(done, ops)| done == ops && ops != "0");
+            assert!(all, "{row:?}: succeeded {succeeded:?}\n{stdout}");
+        }
     }
     for leases in ["4", "8"] {
         assert!(
