@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use celers_kube_lease::KubeLeaseLockBackend;
+use celers_kube_lease::{KubeLeaseLockBackend, KubeLeaseLockBackendBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::client::retry::RetryPolicy;
@@ -68,10 +68,7 @@ pub fn backend(
     namespace: &str,
     request_timeout: Duration,
 ) -> Result<KubeLeaseLockBackend> {
-    Ok(KubeLeaseLockBackend::builder(client)
-        .namespace(namespace)
-        .request_timeout(request_timeout)
-        .build()?)
+    Ok(builder(client, namespace, request_timeout).build()?)
 }
 
 /// A backend as the contenders use it: it also sweeps expired Leases in
@@ -82,12 +79,20 @@ pub fn contender_backend(
     namespace: &str,
     request_timeout: Duration,
 ) -> Result<KubeLeaseLockBackend> {
-    Ok(KubeLeaseLockBackend::builder(client)
-        .namespace(namespace)
-        .request_timeout(request_timeout)
+    Ok(builder(client, namespace, request_timeout)
         .sweep_interval(Some(Duration::from_secs(2)))
         .sweep_grace(Duration::ZERO)
         .build()?)
+}
+
+fn builder(
+    client: Client,
+    namespace: &str,
+    request_timeout: Duration,
+) -> KubeLeaseLockBackendBuilder {
+    KubeLeaseLockBackend::builder(client)
+        .namespace(namespace)
+        .request_timeout(request_timeout)
 }
 
 /// kube's own client stack (base URI, retries, auth) over a TLS
