@@ -260,11 +260,8 @@ impl KubeLeaseLockBackend {
         let selector = self.inner.marks.all_locks_selector();
         let grace = TimeDelta::from_std(self.inner.config.sweep_grace).unwrap_or(TimeDelta::MAX);
         let span = tracing::debug_span!("sweep_expired");
-        self.delete_listed(op, &selector, move |found, now| match found {
-            Found::Ours(record) if decision::is_garbage(record, now, grace) => {
-                Step::Write(decision::deletion(record))
-            }
-            _ => Step::Answer(false),
+        self.delete_listed(op, &selector, move |found, now| {
+            decision::sweep(found, now, grace)
         })
         .instrument(span)
         .await

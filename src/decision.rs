@@ -161,6 +161,15 @@ pub fn is_garbage(record: &Record, now: ServerTime, grace: TimeDelta) -> bool {
         .is_none_or(|expires| now.earliest >= expires + grace)
 }
 
+/// `sweep_expired`, for one listed Lease: delete it if it is garbage,
+/// otherwise leave it (foreign, gone, live or still in its grace).
+pub fn sweep(found: &Found, now: ServerTime, grace: TimeDelta) -> Step {
+    match found {
+        Found::Ours(record) if is_garbage(record, now, grace) => Step::Write(deletion(record)),
+        _ => Step::Answer(false),
+    }
+}
+
 /// The conditional delete of a Lease as read.
 pub fn deletion(record: &Record) -> Write {
     Write::Delete {
@@ -415,6 +424,25 @@ mod tests {
             ..record
         };
         assert!(is_garbage(&no_holder, now(0, 5), grace));
+    }
+
+    #[test]
+    fn sweeps_delete_only_garbage_of_ours() {
+        let grace = TimeDelta::seconds(60);
+        let late = now(TTL as i64 + 61, 5);
+        assert_eq!(
+            sweep(&held("a", 0, TTL), late, grace),
+            Step::Write(Write::Delete {
+                resource_version: "7".into(),
+                uid: "uid-1".into(),
+            })
+        );
+        assert_eq!(
+            sweep(&held("a", 0, TTL), now(1, 5), grace),
+            Step::Answer(false)
+        );
+        assert_eq!(sweep(&Found::Missing, late, grace), Step::Answer(false));
+        assert_eq!(sweep(&Found::Foreign, late, grace), Step::Answer(false));
     }
 
     #[test]
