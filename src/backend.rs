@@ -368,19 +368,23 @@ impl KubeLeaseLockBackend {
                 .list(selector, self.inner.config.page_size, continue_token)
                 .await
                 .map_err(|failure| self.failed(op, &list_target, failure))?;
-            let candidates: Vec<(String, Record)> = page
+            // The list is a fresh read: Leases it shows need no write are
+            // left alone without reading them again.
+            let now = self.server_time(op, &list_target)?;
+            let candidates: Vec<(String, Found)> = page
                 .items
                 .iter()
                 .filter_map(|lease| {
                     let key = self.inner.marks.key_of(lease)?;
-                    Some((key.to_owned(), Record::from_lease(lease)?))
+                    Some((key.to_owned(), Found::Ours(Record::from_lease(lease)?)))
                 })
+                .filter(|(_, found)| matches!(decide(found, now), Step::Write(_)))
                 .collect();
             let outcomes: Vec<Result<bool>> = stream::iter(candidates)
-                .map(|(key, record)| async move {
+                .map(|(key, found)| async move {
                     let target = self.target(Some(&key), Some(naming::lease_name(&key)));
-                    let hint = Some(Found::Ours(record));
-                    self.decide_and_write(op, &key, &target, hint, decide).await
+                    self.decide_and_write(op, &key, &target, Some(found), decide)
+                        .await
                 })
                 .buffer_unordered(self.inner.config.delete_concurrency)
                 .collect()
