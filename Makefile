@@ -10,10 +10,12 @@ test:
 demo:
 	hack/demo.sh
 
-## Formatting and lints, as CI checks them.
+## Formatting, lints and the library's docs, as CI checks them.
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+	K8S_OPENAPI_ENABLED_VERSION=1.37 RUSTDOCFLAGS="-D warnings" \
+		cargo doc -p celers-kube-lease --no-deps --all-features --locked
 
 fmt:
 	cargo fmt --all
