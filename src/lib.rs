@@ -1,4 +1,4 @@
-//! Kubernetes-native distributed locks for [CeleRS](https://crates.io/crates/celers-core).
+//! Kubernetes-native distributed locks for CeleRS (the `celers-core` crate).
 //!
 //! [`KubeLeaseLockBackend`] implements celers-core's
 //! `DistributedLockBackend` by storing each lock as a
