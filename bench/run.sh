@@ -9,13 +9,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
 
-state=$(mktemp -d "${TMPDIR:-/tmp}/celers-kube-lease-bench.XXXXXX")
-export CONTROL_PLANE_DIR="$state/cp"
-cleanup() {
-  hack/control-plane.sh down >/dev/null 2>&1 || true
-  rm -rf "$state"
-}
-trap cleanup EXIT
+# shellcheck source=hack/own-control-plane.sh
+source hack/own-control-plane.sh bench
 
 echo "bench: building the client-go peer and lease-bench" >&2
 (cd bench/clientgo && CGO_ENABLED=0 go build -trimpath -o "$state/clientgo-bench" .)

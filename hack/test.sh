@@ -7,13 +7,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
 
-state=$(mktemp -d "${TMPDIR:-/tmp}/celers-kube-lease-test.XXXXXX")
-export CONTROL_PLANE_DIR="$state/cp"
-cleanup() {
-  hack/control-plane.sh down >/dev/null 2>&1 || true
-  rm -rf "$state"
-}
-trap cleanup EXIT
+# shellcheck source=hack/own-control-plane.sh
+source hack/own-control-plane.sh test
 
 kubeconfig=$(hack/control-plane.sh up | tail -n 1)
 export CELERS_TEST_KUBECONFIG="$kubeconfig"
