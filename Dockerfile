@@ -13,7 +13,7 @@ FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 
 # The whole workspace with its Cargo.lock: cargo needs the manifest and sources
-# of every member (the library, testkit/, scheduler/, reliability/, bench/) to
+# of every member (the library, testkit/, example-scheduler/, reliability/, bench/) to
 # resolve it, even to build one package. .dockerignore keeps target/, .git/,
 # deploy/ and hack/ out of the context; nothing in them is needed to build.
 COPY . .

@@ -30,8 +30,9 @@ kubeconfig="$dir/kubeconfig"
 pki="$dir/pki"
 names=(etcd kube-apiserver)
 
-say() { printf 'control-plane: %s\n' "$*" >&2; }
-die() { say "$*"; exit 1; }
+LOG_PREFIX="control-plane: "
+# shellcheck source=hack/lib.sh
+source "$here/lib.sh"
 
 # ---- binaries ---------------------------------------------------------------
 

@@ -30,8 +30,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly root
 cd "$root"
 
-say() { printf '\n==> %s\n' "$*"; }
-die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=hack/lib.sh
+source "$root/hack/lib.sh"
 for value in "$secs" "$interval" "$ttl" "$tasks"; do
   [[ $value =~ ^[1-9][0-9]*$ ]] || die "DEMO_SECS, DEMO_INTERVAL, DEMO_TTL and DEMO_TASKS must be positive integers"
 done

@@ -33,8 +33,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly root
 cd "$root"
 
-log() { printf '\n==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=hack/lib.sh
+source "$root/hack/lib.sh"
 
 # bounded SECS CMD...: run CMD, killing it after SECS seconds where coreutils
 # `timeout` exists (kind and kubectl calls below carry their own bounds too).
@@ -67,7 +67,7 @@ fi
 
 # ---- cleanup --------------------------------------------------------------------
 diagnostics() {
-  log "diagnostics"
+  say "diagnostics"
   kc -n "$namespace" get deployment,replicaset,pods,leases -o wide --request-timeout=20s || true
   kc -n "$namespace" describe deployment "$deployment" --request-timeout=20s || true
   kc -n "$namespace" get events --sort-by=.lastTimestamp --request-timeout=20s || true
@@ -86,10 +86,10 @@ cleanup() {
   fi
   if [[ "${cluster_started:-0}" == 1 ]]; then
     if [[ "$keep_cluster" == 1 ]]; then
-      log "KEEP_CLUSTER=1: keeping cluster '$cluster_name' (kubectl context $context)."
-      log "delete it with: kind delete cluster --name $cluster_name"
+      say "KEEP_CLUSTER=1: keeping cluster '$cluster_name' (kubectl context $context)."
+      say "delete it with: kind delete cluster --name $cluster_name"
     else
-      log "deleting cluster '$cluster_name'"
+      say "deleting cluster '$cluster_name'"
       bounded 300 kind delete cluster --name "$cluster_name" || true
     fi
   fi
@@ -104,10 +104,10 @@ cluster_started=1
 reused=0
 existing_clusters=$(bounded 60 kind get clusters 2>/dev/null || true)
 if grep -qx -- "$cluster_name" <<<"$existing_clusters"; then
-  log "reusing existing kind cluster '$cluster_name'"
+  say "reusing existing kind cluster '$cluster_name'"
   reused=1
 else
-  log "creating kind cluster '$cluster_name' (1 control plane, 2 workers)"
+  say "creating kind cluster '$cluster_name' (1 control plane, 2 workers)"
   # --wait bounds the wait for the control plane; the outer bound also covers
   # pulling the node image.
   bounded 900 kind create cluster --name "$cluster_name" \
@@ -116,14 +116,14 @@ fi
 kc wait --for=condition=Ready nodes --all --timeout=180s
 
 # ---- image ----------------------------------------------------------------------
-log "building $image"
+say "building $image"
 bounded "$build_timeout_secs" docker build -t "$image" "$root"
 
-log "loading $image into the cluster nodes"
+say "loading $image into the cluster nodes"
 bounded 300 kind load docker-image "$image" --name "$cluster_name"
 
 # ---- deploy ---------------------------------------------------------------------
-log "applying deploy/ (server-side)"
+say "applying deploy/ (server-side)"
 kc apply --server-side --field-manager=celers-kube-lease-e2e -k "$root/deploy/" \
   --request-timeout=60s
 if ((reused)); then
@@ -134,17 +134,17 @@ kc -n "$namespace" rollout status "deployment/$deployment" --timeout=180s
 
 kc -n "$namespace" get pods -l "$selector" -o wide --request-timeout=30s
 
-log "letting the schedulers run for ${observe_secs}s"
+say "letting the schedulers run for ${observe_secs}s"
 sleep "$observe_secs"
 
 # ---- results --------------------------------------------------------------------
-log "leases (locks) in namespace $namespace"
+say "leases (locks) in namespace $namespace"
 kc -n "$namespace" get leases -L celers.io/lock-owner --request-timeout=30s
 echo
 kc -n "$namespace" get leases --request-timeout=30s -o \
   'custom-columns=NAME:.metadata.name,KEY:.metadata.annotations.celers\.io/lock-key,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime,TTL:.spec.leaseDurationSeconds'
 
-log "executed runs, by pod (from the pods' logs)"
+say "executed runs, by pod (from the pods' logs)"
 pods=$(kc -n "$namespace" get pods -l "$selector" --request-timeout=30s \
   -o 'jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}')
 [[ -n "$pods" ]] || die "no scheduler pods found"
@@ -193,4 +193,4 @@ if [[ -n "$duplicates" ]]; then
   printf 'runs executed by more than one scheduler:\n%s\n' "$duplicates" >&2
   die "a run was executed more than once"
 fi
-log "OK: $total runs executed, each exactly once across the replicas"
+say "OK: $total runs executed, each exactly once across the replicas"

@@ -5,7 +5,7 @@
 //! `kube::core::Request` and sent with `Client::send`.
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use http::StatusCode;
@@ -15,7 +15,8 @@ use kube::core::params::Preconditions;
 use kube::core::Request;
 use serde::de::DeserializeOwned;
 
-use crate::clock::{Sample, ServerClock, ServerTime};
+use crate::clock::{LocalInstant, Sample, ServerClock, ServerTime};
+use crate::error::{Error, Operation, Target};
 use crate::lease::{Lease, LeaseList};
 
 /// Why a request did not succeed.
@@ -36,10 +37,44 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// The HTTP status, when the API server answered.
     pub fn code(&self) -> Option<u16> {
         match self {
             Self::Status { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+
+    /// The error of `operation` on `target` that this failure amounts to;
+    /// `timeout` is the request timeout that a [`Failure::Timeout`] hit.
+    pub fn into_error(self, operation: Operation, target: Target, timeout: Duration) -> Error {
+        match self {
+            Self::Status {
+                code,
+                reason,
+                message,
+            } => Error::Api {
+                operation,
+                target,
+                status: code,
+                reason,
+                message,
+            },
+            Self::Timeout => Error::Timeout {
+                operation,
+                target,
+                timeout,
+            },
+            Self::Transport(source) => Error::Transport {
+                operation,
+                target,
+                source: Box::new(source),
+            },
+            Self::Unexpected(detail) => Error::Unexpected {
+                operation,
+                target,
+                detail,
+            },
         }
     }
 }
@@ -59,6 +94,7 @@ impl LeaseApi {
         namespace: &str,
         field_manager: String,
         timeout: Duration,
+        api_server_skew: Duration,
     ) -> Self {
         Self {
             client,
@@ -67,15 +103,18 @@ impl LeaseApi {
             )),
             field_manager,
             timeout,
-            clock: Mutex::new(ServerClock::new(Instant::now())),
+            clock: Mutex::new(ServerClock::new(api_server_skew)),
         }
     }
 
     /// The server's time now, once any response has been seen.
     pub fn server_time(&self) -> Option<ServerTime> {
-        self.clock
-            .lock()
-            .map_or(None, |clock| clock.at(Instant::now()))
+        self.server_time_at(LocalInstant::now())
+    }
+
+    /// The server's time at the local instant `at`.
+    pub fn server_time_at(&self, at: LocalInstant) -> Option<ServerTime> {
+        self.clock.lock().map_or(None, |clock| clock.at(at))
     }
 
     /// The Lease, or `None` if there is none.
@@ -152,13 +191,13 @@ impl LeaseApi {
         let request =
             request.map_err(|e| Failure::Unexpected(format!("building the request: {e}")))?;
         let exchange = async {
-            let sent = Instant::now();
+            let sent = LocalInstant::now();
             let response = self
                 .client
                 .send(request.map(Body::from))
                 .await
                 .map_err(Failure::Transport)?;
-            let received = Instant::now();
+            let received = LocalInstant::now();
             if let Some(date) = response
                 .headers()
                 .get(http::header::DATE)

@@ -9,7 +9,8 @@ use crate::error::{Class, Error};
 /// one celers-core version (0.2 and 0.3 have identical `lock` and `error`
 /// modules).
 macro_rules! impl_celers_core {
-    ($core:ident) => {
+    ($core:ident $(, $attr:meta)*) => {
+        $(#[$attr])*
         impl From<Error> for $core::error::CelersError {
             fn from(error: Error) -> Self {
                 let message = describe(&error);
@@ -21,6 +22,7 @@ macro_rules! impl_celers_core {
             }
         }
 
+        $(#[$attr])*
         #[async_trait::async_trait]
         impl $core::lock::DistributedLockBackend for KubeLeaseLockBackend {
             async fn try_acquire(
@@ -79,7 +81,10 @@ fn describe(error: &Error) -> String {
 
 impl_celers_core!(celers_core);
 #[cfg(feature = "celers-core-03")]
-impl_celers_core!(celers_core_03);
+impl_celers_core!(
+    celers_core_03,
+    cfg_attr(docsrs, doc(cfg(feature = "celers-core-03")))
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,197 +1,356 @@
 //! The API server's clock, as seen from this process.
 //!
-//! Expiry is judged on the API server's clock, never on the local wall clock,
-//! so replicas whose clocks disagree (by an hour, say) still agree on who
-//! holds a lock. Every response carries a `Date` header stamped by the API
-//! server between the moment the request was sent and the moment the response
-//! arrived. With the local *monotonic* clock `m`, each response bounds the
-//! offset `θ = server time − m`:
+//! This is the one place that explains the time model; the crate docs and
+//! the README link here.
+//!
+//! # Why the server's clock
+//!
+//! Expiry is judged on the API server's clock, never on the local wall clock
+//! (the library does not read it; clippy enforces that), so replicas whose
+//! clocks disagree (by an hour, say) still agree on who holds a lock.
+//! client-go's leader election instead measures expiry from when *it* first
+//! observed a record, which tolerates skew but makes every newcomer wait a
+//! full TTL even for a long-dead holder. With the server's clock, a lock whose
+//! holder died is takeable within its TTL plus a small uncertainty.
+//!
+//! # How the server's clock is known
+//!
+//! Every response carries a `Date` header stamped by the API server between
+//! the moment the request was sent and the moment the response arrived. With
+//! the local clock `m` ([`LocalInstant`]), each response bounds the offset
+//! `θ = server time − m`:
 //!
 //! ```text
 //! date − m_received  ≤  θ  <  date + 1 s − m_sent
 //! ```
 //!
-//! (the header has whole seconds). [`ServerClock`] intersects these intervals
-//! over all responses, widened by a drift allowance as they age, so the bound
-//! tightens, as responses arrive at varied moments, towards one round trip. If the
-//! server's clock steps, the intersection becomes empty and the clock starts
-//! again from the newest response.
+//! (the header has whole seconds). [`ServerClock`] keeps the last
+//! [`WINDOW`] such intervals (none older than [`WINDOW_AGE`] but the newest)
+//! and intersects them, each widened by the drift allowance as it ages, so
+//! the bound tightens towards one round trip as responses arrive at varied
+//! moments.
 //!
-//! Decisions then use both ends of the interval:
+//! # What is assumed
+//!
+//! - **Drift.** The local clock and the server's run at rates that differ by
+//!   at most [`DRIFT_PPM`] (0.1 %): Linux slews an NTP-disciplined clock by
+//!   at most 500 ppm, on either side. Carried-forward bounds widen by that
+//!   much, and every time written into a Lease is moved later by the drift
+//!   over its TTL, so a holder that counts its TTL on its own clock from
+//!   when it sent the request stops before the server's clock reaches the
+//!   Lease's expiry.
+//! - **Several API servers.** Behind a load balancer, successive responses
+//!   may come from servers whose clocks differ. The builder's
+//!   `api_server_skew` (default 250 ms) is the largest difference assumed
+//!   between any two of them; every bound is widened by it, so a decision is
+//!   right by the clock of every API server. Responses that contradict each
+//!   other by more than that break the assumption: the clock then says so in
+//!   a `tracing` warning and uses the hull of all the intervals in its window
+//!   instead of their intersection, which only widens the wait for
+//!   takeovers (and dates writes later), until the contradicting responses
+//!   have left the window. A single server whose clock steps is handled the
+//!   same way.
+//! - **Suspend.** On Linux the local clock is `CLOCK_BOOTTIME`, which keeps
+//!   counting while the machine is suspended, so a resumed process does not
+//!   date its writes too early. Elsewhere it is [`std::time::Instant`],
+//!   which on some systems stops during suspend: there, do not suspend a
+//!   machine that holds locks.
+//!
+//! # How decisions use it
+//!
+//! [`ServerTime`] has both ends of the bound:
 //! - a Lease is *expired* only when the earliest possible server time is past
 //!   `renewTime + leaseDurationSeconds`, so nobody takes over early;
-//! - times written into a Lease are the latest possible server time, so the
-//!   holder's lock never ends before `send + ttl` by the server's clock.
-//!
-//! client-go's leader election instead measures expiry from when *it* first
-//! observed a record, which tolerates skew but makes every newcomer wait a
-//! full TTL even for a long-dead holder. With the server's clock, a lock whose
-//! holder died is takeable within its TTL plus the (small) uncertainty.
+//! - a holder renews only while the latest possible server time is before the
+//!   expiry, so an expired lock is never brought back;
+//! - times written into a Lease are the latest possible server time plus the
+//!   drift over the TTL, so the lock never ends before `send + ttl` by any
+//!   clock involved.
 
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
-/// Drift allowed between the local monotonic clock and the server's clock,
-/// in parts per million, when an old bound is carried forward.
-const DRIFT_PPM: i64 = 200;
+/// Largest rate difference assumed between the local clock and an API
+/// server's clock, in parts per million.
+pub const DRIFT_PPM: u32 = 1_000;
+/// How many responses the clock remembers.
+pub const WINDOW: usize = 32;
+/// How long the clock remembers a response (the newest one is always kept).
+pub const WINDOW_AGE: Duration = Duration::from_secs(120);
 /// Width of the `Date` header's resolution.
 const DATE_RESOLUTION_MICROS: i64 = 1_000_000;
+
+/// The drift allowance over `span`: how far two clocks may drift apart in it.
+pub fn drift_over(span: Duration) -> Duration {
+    span / (1_000_000 / DRIFT_PPM)
+}
+
+/// A reading of the local clock, which counts while suspended (see the
+/// module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LocalInstant(Duration);
+
+impl LocalInstant {
+    /// The local clock now.
+    pub fn now() -> Self {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Ok(time) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
+            if let (Ok(secs), Ok(nanos)) =
+                (u64::try_from(time.tv_sec()), u32::try_from(time.tv_nsec()))
+            {
+                return Self(Duration::new(secs, nanos));
+            }
+        }
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        Self(ORIGIN.get_or_init(Instant::now).elapsed())
+    }
+
+    /// A reading at `since` after the clock's origin.
+    #[cfg(test)]
+    pub fn from_duration(since: Duration) -> Self {
+        Self(since)
+    }
+
+    /// Time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn saturating_since(self, earlier: Self) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    fn micros(self) -> i64 {
+        i64::try_from(self.0.as_micros()).unwrap_or(i64::MAX)
+    }
+}
 
 /// Bounds on the API server's current time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerTime {
-    /// The server's clock reads at least this.
+    /// Every API server's clock reads at least this.
     pub earliest: DateTime<Utc>,
-    /// The server's clock reads at most this.
+    /// Every API server's clock reads at most this.
     pub latest: DateTime<Utc>,
 }
 
 /// What one response told about the server's clock.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
-    /// When the request was sent, on the local monotonic clock.
-    pub sent: Instant,
-    /// When the response headers arrived, on the local monotonic clock.
-    pub received: Instant,
+    /// When the request was sent.
+    pub sent: LocalInstant,
+    /// When the response headers arrived.
+    pub received: LocalInstant,
     /// The response's `Date` header.
     pub date: DateTime<Utc>,
 }
 
-/// Running estimate of the offset between the local monotonic clock and the
-/// API server's clock.
+/// Running estimate of the offset between the local clock and the API
+/// servers' clocks.
 #[derive(Clone, Debug)]
 pub struct ServerClock {
-    origin: Instant,
-    bound: Option<Bound>,
+    skew_micros: i64,
+    intervals: VecDeque<Interval>,
+    contradicted: bool,
 }
 
-/// `θ` in microseconds relative to `origin`: `low ≤ θ ≤ high`, last
-/// tightened at `at` (microseconds since `origin`).
+/// One response's bound on `θ` in microseconds, `low ≤ θ ≤ high`, taken at
+/// local time `at`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Bound {
+struct Interval {
     low: i64,
     high: i64,
     at: i64,
 }
 
+/// The intervals carried forward to one local time.
+#[derive(Clone, Copy, Debug)]
+struct Spread {
+    /// The highest low end: every θ in the window is at least this...
+    max_low: i64,
+    /// ...and at most this, if the servers agree.
+    min_high: i64,
+    /// The hull of all intervals.
+    min_low: i64,
+    max_high: i64,
+}
+
 impl ServerClock {
-    /// A clock with no samples yet.
-    pub fn new(origin: Instant) -> Self {
+    /// A clock with no samples yet, for API servers whose clocks differ by at
+    /// most `skew`.
+    pub fn new(skew: Duration) -> Self {
         Self {
-            origin,
-            bound: None,
+            skew_micros: i64::try_from(skew.as_micros()).unwrap_or(i64::MAX),
+            intervals: VecDeque::with_capacity(WINDOW),
+            contradicted: false,
         }
     }
 
     /// Takes one response into account.
     pub fn observe(&mut self, sample: Sample) {
-        let sent = self.micros(sample.sent);
-        let received = self.micros(sample.received).max(sent);
+        let sent = sample.sent.micros();
+        let received = sample.received.micros().max(sent);
         let date = sample.date.timestamp_micros();
-        let fresh = Bound {
+        let fresh = Interval {
             low: date - received,
             high: date + DATE_RESOLUTION_MICROS - sent,
             at: received,
         };
-        self.bound = Some(match self.bound {
-            None => fresh,
-            Some(old) => {
-                let drift = (received - old.at).max(0) * DRIFT_PPM / 1_000_000;
-                let low = fresh.low.max(old.low - drift);
-                let high = fresh.high.min(old.high + drift);
-                if low <= high {
-                    Bound {
-                        low,
-                        high,
-                        at: received,
-                    }
-                } else {
-                    // The server's clock stepped: trust only the newest answer.
-                    fresh
-                }
-            }
-        });
+        let max_age = i64::try_from(WINDOW_AGE.as_micros()).unwrap_or(i64::MAX);
+        self.intervals
+            .retain(|old| received.saturating_sub(old.at) <= max_age);
+        if self.intervals.len() == WINDOW {
+            self.intervals.pop_front();
+        }
+        self.intervals.push_back(fresh);
+        let Some(spread) = self.spread(received) else {
+            return;
+        };
+        let gap = spread.max_low.saturating_sub(spread.min_high);
+        let contradicted = gap > self.skew_micros;
+        if contradicted && !self.contradicted {
+            tracing::warn!(
+                disagreement_ms = gap / 1_000,
+                skew_bound_ms = self.skew_micros / 1_000,
+                "API server clocks disagree by more than api_server_skew (or a clock stepped); \
+                 waiting longer before takeovers until they agree again"
+            );
+        }
+        self.contradicted = contradicted;
     }
 
     /// Bounds on the server's time at the local instant `at`, or `None`
     /// before the first response.
-    pub fn at(&self, at: Instant) -> Option<ServerTime> {
-        let bound = self.bound?;
-        let local = self.micros(at);
-        let drift = (local - bound.at).max(0) * DRIFT_PPM / 1_000_000;
+    pub fn at(&self, at: LocalInstant) -> Option<ServerTime> {
+        let local = at.micros();
+        let spread = self.spread(local)?;
+        let skew = self.skew_micros;
+        let (low, high) = if spread.max_low.saturating_sub(spread.min_high) > skew {
+            (
+                spread.min_low.min(spread.max_low.saturating_sub(skew)),
+                spread.max_high.max(spread.min_high.saturating_add(skew)),
+            )
+        } else {
+            (
+                spread.max_low.saturating_sub(skew),
+                spread.min_high.saturating_add(skew),
+            )
+        };
         Some(ServerTime {
-            earliest: from_micros(local + bound.low - drift),
-            latest: from_micros(local + bound.high + drift),
+            earliest: from_micros(local.saturating_add(low)),
+            latest: from_micros(local.saturating_add(high)),
         })
     }
 
-    fn micros(&self, at: Instant) -> i64 {
-        let elapsed = at.saturating_duration_since(self.origin);
-        i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
+    /// Whether the last response contradicted the others by more than the
+    /// skew bound.
+    #[cfg(test)]
+    pub fn is_contradicted(&self) -> bool {
+        self.contradicted
+    }
+
+    fn spread(&self, local: i64) -> Option<Spread> {
+        let mut intervals = self.intervals.iter().map(|interval| {
+            let drift = drift_micros(local.saturating_sub(interval.at).max(0));
+            (interval.low - drift, interval.high + drift)
+        });
+        let (low, high) = intervals.next()?;
+        let first = Spread {
+            max_low: low,
+            min_high: high,
+            min_low: low,
+            max_high: high,
+        };
+        Some(intervals.fold(first, |spread, (low, high)| Spread {
+            max_low: spread.max_low.max(low),
+            min_high: spread.min_high.min(high),
+            min_low: spread.min_low.min(low),
+            max_high: spread.max_high.max(high),
+        }))
     }
 }
 
+fn drift_micros(span_micros: i64) -> i64 {
+    span_micros / (1_000_000 / i64::from(DRIFT_PPM))
+}
+
 fn from_micros(micros: i64) -> DateTime<Utc> {
-    DateTime::<Utc>::UNIX_EPOCH + TimeDelta::microseconds(micros)
+    DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use chrono::TimeDelta;
 
     use super::*;
 
-    fn date(secs: i64) -> DateTime<Utc> {
-        DateTime::<Utc>::UNIX_EPOCH + TimeDelta::seconds(secs)
+    fn date_ms(ms: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::UNIX_EPOCH + TimeDelta::milliseconds(ms)
     }
 
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
+    fn date(secs: i64) -> DateTime<Utc> {
+        date_ms(secs * 1_000)
+    }
+
+    fn local_ms(ms: u64) -> LocalInstant {
+        LocalInstant::from_duration(Duration::from_millis(ms))
+    }
+
+    /// A response from a server whose clock reads `server_ms` at local 0,
+    /// sent at local `at_ms`, with a 2 ms round trip stamped in its middle.
+    fn sample(server_ms: i64, at_ms: u64) -> Sample {
+        let stamped = server_ms + at_ms as i64 + 1;
+        Sample {
+            sent: local_ms(at_ms),
+            received: local_ms(at_ms + 2),
+            date: date_ms(stamped.div_euclid(1_000) * 1_000),
+        }
+    }
+
+    fn truth(server_ms: i64, at_ms: u64) -> DateTime<Utc> {
+        date_ms(server_ms + at_ms as i64)
     }
 
     #[test]
     fn uncalibrated_clock_knows_nothing() {
-        let origin = Instant::now();
-        let clock = ServerClock::new(origin);
-        assert_eq!(clock.at(origin), None);
+        let clock = ServerClock::new(Duration::ZERO);
+        assert_eq!(clock.at(local_ms(0)), None);
     }
 
     #[test]
     fn one_sample_bounds_the_time_within_a_second_and_a_round_trip() {
-        let origin = Instant::now();
-        let mut clock = ServerClock::new(origin);
+        let mut clock = ServerClock::new(Duration::ZERO);
         clock.observe(Sample {
-            sent: origin,
-            received: origin + ms(10),
+            sent: local_ms(0),
+            received: local_ms(10),
             date: date(1_000),
         });
-        let now = clock.at(origin + ms(10)).expect("calibrated");
+        let now = clock.at(local_ms(10)).expect("calibrated");
         assert_eq!(now.earliest, date(1_000));
         assert_eq!(now.latest, date(1_001) + TimeDelta::milliseconds(10));
     }
 
     #[test]
+    fn the_skew_bound_widens_both_ends() {
+        let mut clock = ServerClock::new(Duration::from_millis(250));
+        clock.observe(Sample {
+            sent: local_ms(0),
+            received: local_ms(10),
+            date: date(1_000),
+        });
+        let now = clock.at(local_ms(10)).expect("calibrated");
+        assert_eq!(now.earliest, date(1_000) - TimeDelta::milliseconds(250));
+        assert_eq!(now.latest, date(1_001) + TimeDelta::milliseconds(260));
+    }
+
+    #[test]
     fn samples_across_a_second_boundary_tighten_the_bound() {
-        // The server's clock is 1000.3 s at local 0 (θ = 1000.3 s).
-        let origin = Instant::now();
-        let mut clock = ServerClock::new(origin);
-        for step in 0..40u64 {
-            let sent = origin + ms(step * 50);
-            let received = sent + ms(2);
-            // Stamped in the middle of the round trip, truncated to seconds.
-            let server_micros = 1_000_300_000 + (step * 50 + 1) as i64 * 1_000;
-            clock.observe(Sample {
-                sent,
-                received,
-                date: date(server_micros / 1_000_000),
-            });
+        let mut clock = ServerClock::new(Duration::ZERO);
+        for step in 0..30u64 {
+            clock.observe(sample(1_000_300, step * 50));
         }
-        let at = origin + ms(2_000);
-        let now = clock.at(at).expect("calibrated");
-        let truth = date(1_002) + TimeDelta::milliseconds(300);
+        let now = clock.at(local_ms(1_500)).expect("calibrated");
+        let truth = truth(1_000_300, 1_500);
         assert!(now.earliest <= truth && truth <= now.latest, "{now:?}");
-        // As tight as the spacing of the samples around a second boundary.
         assert!(
             now.latest - now.earliest <= TimeDelta::milliseconds(55),
             "{now:?}"
@@ -199,68 +358,123 @@ mod tests {
     }
 
     #[test]
-    fn the_bound_widens_with_age() {
-        let origin = Instant::now();
-        let mut clock = ServerClock::new(origin);
+    fn the_bound_widens_with_age_by_the_drift_allowance() {
+        let mut clock = ServerClock::new(Duration::ZERO);
         clock.observe(Sample {
-            sent: origin,
-            received: origin,
+            sent: local_ms(0),
+            received: local_ms(0),
             date: date(0),
         });
-        let soon = clock.at(origin).expect("calibrated");
-        let later = clock
-            .at(origin + Duration::from_secs(1_000))
-            .expect("calibrated");
-        let soon_width = soon.latest - soon.earliest;
-        let later_width = later.latest - later.earliest;
-        assert_eq!(later_width - soon_width, TimeDelta::milliseconds(400));
+        let soon = clock.at(local_ms(0)).expect("calibrated");
+        let later = clock.at(local_ms(1_000_000)).expect("calibrated");
+        let widened = (later.latest - later.earliest) - (soon.latest - soon.earliest);
+        // 1000 s at 1000 ppm, on each side.
+        assert_eq!(widened, TimeDelta::seconds(2));
+        assert_eq!(
+            drift_over(Duration::from_secs(60)),
+            Duration::from_millis(60)
+        );
+    }
+
+    /// Two API servers behind a balancer, answering in turn.
+    fn two_servers(offset_ms: i64, skew_ms: u64) -> ServerClock {
+        let mut clock = ServerClock::new(Duration::from_millis(skew_ms));
+        for step in 0..30u64 {
+            let server = if step % 2 == 0 { 0 } else { offset_ms };
+            clock.observe(sample(1_000_000 + server, step * 37));
+        }
+        clock
     }
 
     #[test]
-    fn a_stepped_server_clock_resets_the_bound() {
-        let origin = Instant::now();
-        let mut clock = ServerClock::new(origin);
-        clock.observe(Sample {
-            sent: origin,
-            received: origin + ms(1),
-            date: date(1_000),
-        });
+    fn servers_within_the_skew_bound_are_all_inside_the_bound() {
+        // Without the skew bound, the intersection would leave one of them out.
+        let clock = two_servers(200, 250);
+        assert!(!clock.is_contradicted());
+        let at = 1_200;
+        let now = clock.at(local_ms(at)).expect("calibrated");
+        for server in [0, 200] {
+            let truth = truth(1_000_000 + server, at);
+            assert!(
+                now.earliest <= truth && truth <= now.latest,
+                "server +{server} ms: {now:?}"
+            );
+        }
+        // A plain intersection of the samples would leave one server out.
+        let spread = clock.spread(at as i64 * 1_000).expect("calibrated");
+        assert!(spread.max_low > spread.min_high, "{spread:?}");
+    }
+
+    #[test]
+    fn servers_beyond_the_skew_bound_are_detected_and_still_inside_the_bound() {
+        let clock = two_servers(400, 250);
+        assert!(clock.is_contradicted());
+        let at = 1_200;
+        let now = clock.at(local_ms(at)).expect("calibrated");
+        for server in [0, 400] {
+            let truth = truth(1_000_000 + server, at);
+            assert!(
+                now.earliest <= truth && truth <= now.latest,
+                "server +{server} ms: {now:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stepped_clock_widens_the_bound_until_old_samples_leave_the_window() {
+        let mut clock = ServerClock::new(Duration::from_millis(250));
+        clock.observe(sample(1_000_000, 0));
         // One hour later by the server's clock, 1 s later locally.
-        clock.observe(Sample {
-            sent: origin + ms(1_000),
-            received: origin + ms(1_001),
-            date: date(4_601),
-        });
-        let now = clock.at(origin + ms(1_001)).expect("calibrated");
-        assert_eq!(now.earliest, date(4_601));
+        clock.observe(sample(4_600_000, 1_000));
+        assert!(clock.is_contradicted());
+        let now = clock.at(local_ms(1_002)).expect("calibrated");
+        assert!(now.earliest <= truth(1_000_000, 1_002));
+        assert!(now.latest >= truth(4_600_000, 1_002));
+        for step in 0..WINDOW as u64 {
+            clock.observe(sample(4_600_000, 2_000 + step * 37));
+        }
+        assert!(!clock.is_contradicted());
+        let now = clock.at(local_ms(4_000)).expect("calibrated");
+        assert!(now.earliest > truth(1_000_000, 4_000) + TimeDelta::minutes(59));
+    }
+
+    #[test]
+    fn old_samples_leave_the_window() {
+        let mut clock = ServerClock::new(Duration::ZERO);
+        clock.observe(sample(0, 0));
+        let age = WINDOW_AGE.as_millis() as u64;
+        clock.observe(sample(5_000, age + 1_000));
+        assert!(!clock.is_contradicted(), "the old sample was dropped");
     }
 
     #[test]
     fn local_wall_clock_does_not_matter() {
-        // Only the monotonic instants and the Date header go in: a client
-        // whose wall clock is an hour off computes the same bounds.
-        let origin = Instant::now();
-        let mut a = ServerClock::new(origin);
-        let mut b = ServerClock::new(origin);
-        let sample = Sample {
-            sent: origin,
-            received: origin + ms(3),
-            date: date(77),
-        };
-        a.observe(sample);
-        b.observe(sample);
-        assert_eq!(a.at(origin + ms(500)), b.at(origin + ms(500)));
+        // Only local-clock instants and the Date header go in: a client whose
+        // wall clock is an hour off computes the same bounds.
+        let mut a = ServerClock::new(Duration::ZERO);
+        let mut b = ServerClock::new(Duration::ZERO);
+        a.observe(sample(77_000, 0));
+        b.observe(sample(77_000, 0));
+        assert_eq!(a.at(local_ms(500)), b.at(local_ms(500)));
     }
 
     #[test]
-    fn responses_before_the_origin_are_clamped() {
-        let origin = Instant::now() + Duration::from_secs(5);
-        let mut clock = ServerClock::new(origin);
+    fn responses_received_before_they_were_sent_are_clamped() {
+        let mut clock = ServerClock::new(Duration::ZERO);
         clock.observe(Sample {
-            sent: Instant::now(),
-            received: Instant::now(),
+            sent: local_ms(10),
+            received: local_ms(5),
             date: date(10),
         });
-        assert!(clock.at(origin).is_some());
+        let now = clock.at(local_ms(10)).expect("calibrated");
+        assert!(now.earliest <= now.latest);
+    }
+
+    #[test]
+    fn the_local_clock_moves_forward() {
+        let a = LocalInstant::now();
+        let b = LocalInstant::now();
+        assert!(b >= a);
+        assert_eq!(a.saturating_since(b), Duration::ZERO);
     }
 }

@@ -18,12 +18,22 @@ pub(crate) struct Config {
     pub sweep_grace: Duration,
     pub page_size: u32,
     pub delete_concurrency: usize,
+    pub api_server_skew: Duration,
 }
 
 /// Default `fieldManager` of every write.
 pub const DEFAULT_FIELD_MANAGER: &str = "celers-kube-lease";
 /// Default prefix of the owner label and the key annotation.
 pub const DEFAULT_LABEL_PREFIX: &str = "celers.io";
+
+/// Longest request timeout accepted.
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest sweep interval and sweep grace accepted.
+const MAX_SWEEP_PERIOD: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Largest API-server skew accepted.
+const MAX_API_SERVER_SKEW: Duration = Duration::from_secs(60);
+/// Most conflict retries accepted.
+const MAX_CONFLICT_RETRIES: u32 = 100;
 
 impl Config {
     pub(crate) fn defaults(namespace: String) -> Self {
@@ -37,6 +47,7 @@ impl Config {
             sweep_grace: Duration::from_secs(60),
             page_size: 500,
             delete_concurrency: 16,
+            api_server_skew: Duration::from_millis(250),
         }
     }
 
@@ -80,16 +91,48 @@ impl Config {
                 ),
             );
         }
-        if self.request_timeout.is_zero() {
-            return invalid("request_timeout", "must be greater than zero".to_owned());
-        }
-        if self
-            .sweep_interval
-            .is_some_and(|interval| interval.is_zero())
-        {
+        if self.request_timeout.is_zero() || self.request_timeout > MAX_REQUEST_TIMEOUT {
             return invalid(
-                "sweep_interval",
-                "must be greater than zero (use None to turn sweeping off)".to_owned(),
+                "request_timeout",
+                format!(
+                    "{:?} is not in (0, {MAX_REQUEST_TIMEOUT:?}]",
+                    self.request_timeout
+                ),
+            );
+        }
+        if self.conflict_retries > MAX_CONFLICT_RETRIES {
+            return invalid(
+                "conflict_retries",
+                format!(
+                    "{} is more than {MAX_CONFLICT_RETRIES}",
+                    self.conflict_retries
+                ),
+            );
+        }
+        if let Some(interval) = self.sweep_interval {
+            if interval.is_zero() || interval > MAX_SWEEP_PERIOD {
+                return invalid(
+                    "sweep_interval",
+                    format!(
+                        "{interval:?} is not in (0, {MAX_SWEEP_PERIOD:?}] (use None to turn \
+                         sweeping off)"
+                    ),
+                );
+            }
+        }
+        if self.sweep_grace > MAX_SWEEP_PERIOD {
+            return invalid(
+                "sweep_grace",
+                format!("{:?} is more than {MAX_SWEEP_PERIOD:?}", self.sweep_grace),
+            );
+        }
+        if self.api_server_skew > MAX_API_SERVER_SKEW {
+            return invalid(
+                "api_server_skew",
+                format!(
+                    "{:?} is more than {MAX_API_SERVER_SKEW:?}",
+                    self.api_server_skew
+                ),
             );
         }
         if !(1..=5000).contains(&self.page_size) {
@@ -169,29 +212,39 @@ impl KubeLeaseLockBackendBuilder {
     }
 
     /// Upper bound of each API request; an operation that sends several
-    /// requests bounds each one. Default: 10 s.
+    /// requests bounds each one. At most one hour. Default: 10 s.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.config.request_timeout = timeout;
         self
     }
 
-    /// How many conditional writes of one operation may lose a race (409
-    /// Conflict) before it gives up with [`Error::Contended`]. Default: 5.
+    /// How many times one operation decides again after its conditional
+    /// write was rejected (409 Conflict) by a write that changed nothing
+    /// about the holder, before it gives up with [`Error::Contended`]. A
+    /// write that loses to another owner's acquisition is not counted: the
+    /// answer is then `false`. At most 100. Default: 5.
     pub fn conflict_retries(mut self, retries: u32) -> Self {
         self.config.conflict_retries = retries;
         self
     }
 
-    /// How often, at most, a new lock triggers a background sweep of expired
-    /// Leases (see [`KubeLeaseLockBackend::sweep_expired`]); `None` turns
-    /// the opportunistic sweep off. Default: every 5 minutes.
+    /// How often, at most, a background sweep of expired Leases runs
+    /// ([`KubeLeaseLockBackend::sweep_expired`] on a spawned task). A sweep
+    /// is started only by a call that *creates* a Lease, only inside a Tokio
+    /// runtime, only if this long has passed since the backend was built or
+    /// the last sweep started, and never while one is running; its errors
+    /// are logged with `tracing` and the next one is tried an interval
+    /// later. `None` turns it off. At most 366 days. Default: every 5
+    /// minutes.
     pub fn sweep_interval(mut self, interval: Option<Duration>) -> Self {
         self.config.sweep_interval = interval;
         self
     }
 
     /// How long a Lease must have been expired before a sweep deletes it, so
-    /// that its holder can still `release` it for a while. Default: 60 s.
+    /// that its holder can still `release` it for a while. The backend also
+    /// forgets the states it remembers of locks expired this long. At most
+    /// 366 days. Default: 60 s.
     pub fn sweep_grace(mut self, grace: Duration) -> Self {
         self.config.sweep_grace = grace;
         self
@@ -209,14 +262,25 @@ impl KubeLeaseLockBackendBuilder {
         self
     }
 
+    /// The largest difference assumed between the clocks of the API servers
+    /// behind the client's endpoint (several behind a load balancer). Every
+    /// bound on the server's time is widened by it: takeovers wait this much
+    /// longer, and times written into Leases are this much later. Zero is
+    /// right for a single API server. At most 60 s. Default: 250 ms. See
+    /// [the time model](crate#time).
+    pub fn api_server_skew(mut self, skew: Duration) -> Self {
+        self.config.api_server_skew = skew;
+        self
+    }
+
     /// Validates the settings and builds the backend. Sends nothing.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] naming the first invalid setting: a namespace
-    /// that is not a DNS label, an empty field manager, a label prefix that
-    /// is not a DNS subdomain, a zero timeout or sweep interval, a page size
-    /// outside 1..=5000 or a delete concurrency outside 1..=256.
+    /// [`Error::InvalidConfig`] naming the first invalid setting and its
+    /// range: a namespace that is not a DNS label, an empty field manager, a
+    /// label prefix that is not a DNS subdomain, or a number or duration
+    /// outside the range its setter documents.
     pub fn build(self) -> Result<KubeLeaseLockBackend, Error> {
         self.config.validate(Operation::Build)?;
         Ok(KubeLeaseLockBackend::from_parts(self.client, self.config))
@@ -305,7 +369,58 @@ mod tests {
                 "delete_concurrency",
             ),
         ];
-        for (config, setting) in cases {
+        let extremes: Vec<(Config, &str)> = vec![
+            (
+                Config {
+                    request_timeout: Duration::MAX,
+                    ..base.clone()
+                },
+                "request_timeout",
+            ),
+            (
+                Config {
+                    conflict_retries: u32::MAX,
+                    ..base.clone()
+                },
+                "conflict_retries",
+            ),
+            (
+                Config {
+                    sweep_interval: Some(Duration::MAX),
+                    ..base.clone()
+                },
+                "sweep_interval",
+            ),
+            (
+                Config {
+                    sweep_grace: Duration::MAX,
+                    ..base.clone()
+                },
+                "sweep_grace",
+            ),
+            (
+                Config {
+                    api_server_skew: Duration::MAX,
+                    ..base.clone()
+                },
+                "api_server_skew",
+            ),
+            (
+                Config {
+                    page_size: u32::MAX,
+                    ..base.clone()
+                },
+                "page_size",
+            ),
+            (
+                Config {
+                    delete_concurrency: usize::MAX,
+                    ..base.clone()
+                },
+                "delete_concurrency",
+            ),
+        ];
+        for (config, setting) in cases.into_iter().chain(extremes) {
             assert_eq!(rejected(config), setting);
         }
     }

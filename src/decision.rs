@@ -5,9 +5,11 @@
 //! it decided on, and comes back here with a fresh read when the write loses
 //! a race.
 
+use std::time::Duration;
+
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::clock::ServerTime;
+use crate::clock::{self, ServerTime};
 use crate::lease::{Found, Record};
 
 /// The spec a write gives the lock.
@@ -66,6 +68,28 @@ pub fn is_expired(record: &Record, now: ServerTime) -> bool {
         .is_none_or(|expires| now.earliest >= expires)
 }
 
+/// Whether the lock is live even by the latest time the server's clock can
+/// read: only such a lock is renewed, so an expired one is never brought
+/// back.
+pub fn is_certainly_live(record: &Record, now: ServerTime) -> bool {
+    record
+        .expires_at()
+        .is_some_and(|expires| now.latest < expires)
+}
+
+/// The `renewTime` (and, for a new term, `acquireTime`) a write of a lock
+/// with this TTL carries: the latest time the server's clock can read, plus
+/// the drift allowance over the TTL, so that a holder counting the TTL on its
+/// own clock from when it sent the write stops before the server's clock
+/// reaches the expiry (see [`clock`](crate::clock)).
+pub fn write_time(now: ServerTime, ttl_secs: i32) -> DateTime<Utc> {
+    let ttl = Duration::from_secs(u64::try_from(ttl_secs).unwrap_or(0));
+    TimeDelta::from_std(clock::drift_over(ttl))
+        .ok()
+        .and_then(|drift| now.latest.checked_add_signed(drift))
+        .unwrap_or(now.latest)
+}
+
 /// The live holder of a lock, if any.
 pub fn live_holder(found: &Found, now: ServerTime) -> Result<Option<&str>, Foreign> {
     match found {
@@ -83,18 +107,20 @@ pub struct Foreign;
 /// `try_acquire(owner, ttl)`.
 ///
 /// - no Lease: create it;
-/// - live and held by `owner`: refresh the times and the TTL;
-/// - live and held by another owner: `false`, nothing written;
-/// - expired or without holder: take it over (a new term: `acquireTime` is
-///   now, and `leaseTransitions` grows by one when the holder changes).
+/// - live and held by another owner (or in doubt): `false`, nothing written;
+/// - held by `owner` and certainly live: refresh the times and the TTL;
+/// - expired, without holder, or held by `owner` but possibly expired: a new
+///   term (`acquireTime` is now, and `leaseTransitions` grows by one when the
+///   holder changes).
 pub fn try_acquire(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -> Step {
+    let written = write_time(now, ttl_secs);
     let record = match found {
         Found::Missing => {
             return Step::Write(Write::Create(Holding {
                 holder: owner.to_owned(),
                 duration_secs: ttl_secs,
-                acquire_time: now.latest,
-                renew_time: now.latest,
+                acquire_time: written,
+                renew_time: written,
                 transitions: 0,
             }))
         }
@@ -102,10 +128,10 @@ pub fn try_acquire(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -
         Found::Ours(record) => record,
     };
     let held_by_owner = record.holder.as_deref() == Some(owner);
-    if !is_expired(record, now) {
-        if !held_by_owner {
-            return Step::Answer(false);
-        }
+    if !held_by_owner && !is_expired(record, now) {
+        return Step::Answer(false);
+    }
+    if held_by_owner && is_certainly_live(record, now) {
         return Step::Write(renewal(record, owner, ttl_secs, now));
     }
     let transitions = if held_by_owner {
@@ -118,25 +144,42 @@ pub fn try_acquire(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -
         holding: Holding {
             holder: owner.to_owned(),
             duration_secs: ttl_secs,
-            acquire_time: now.latest,
-            renew_time: now.latest,
+            acquire_time: written,
+            renew_time: written,
             transitions,
         },
     })
 }
 
-/// `renew(owner, ttl)`: only the live holder renews; an expired lock is never
-/// brought back, even by its last holder.
+/// `renew(owner, ttl)`: only the holder of a certainly live lock renews; an
+/// expired lock is never brought back, even by its last holder, and one that
+/// may have expired (within the clock's uncertainty) is not renewed either.
 pub fn renew(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -> Step {
     match found {
         Found::Missing => Step::Answer(false),
         Found::Foreign => Step::Foreign,
         Found::Ours(record)
-            if record.holder.as_deref() == Some(owner) && !is_expired(record, now) =>
+            if record.holder.as_deref() == Some(owner) && is_certainly_live(record, now) =>
         {
             Step::Write(renewal(record, owner, ttl_secs, now))
         }
         Found::Ours(_) => Step::Answer(false),
+    }
+}
+
+/// After a conditional write decided from `before` lost its race, whether
+/// `after` (a fresh read) shows that another writer took the lock or started
+/// a new term in between: the lock was held by someone else at that moment,
+/// so the truthful answer is `false`. Otherwise (the Lease was deleted, or a
+/// write changed nothing about the holder, such as a label edited by hand)
+/// the operation decides again.
+pub fn lost_to_another(before: &Found, after: &Found) -> bool {
+    match (before, after) {
+        (Found::Missing, Found::Ours(_)) => true,
+        (Found::Ours(before), Found::Ours(after)) => {
+            before.holder != after.holder || before.acquire_time != after.acquire_time
+        }
+        _ => false,
     }
 }
 
@@ -156,9 +199,12 @@ pub fn release(found: &Found, owner: &str) -> Step {
 /// Whether a garbage sweep deletes this Lease: it has been expired for at
 /// least `grace` (or has no holder or usable times at all).
 pub fn is_garbage(record: &Record, now: ServerTime, grace: TimeDelta) -> bool {
-    record
-        .expires_at()
-        .is_none_or(|expires| now.earliest >= expires + grace)
+    match record.expires_at() {
+        None => true,
+        Some(expires) => expires
+            .checked_add_signed(grace)
+            .is_some_and(|collectable| now.earliest >= collectable),
+    }
 }
 
 /// `sweep_expired`, for one listed Lease: delete it if it is garbage,
@@ -179,13 +225,14 @@ pub fn deletion(record: &Record) -> Write {
 }
 
 fn renewal(record: &Record, owner: &str, ttl_secs: i32, now: ServerTime) -> Write {
+    let written = write_time(now, ttl_secs);
     Write::Update {
         resource_version: record.resource_version.clone(),
         holding: Holding {
             holder: owner.to_owned(),
             duration_secs: ttl_secs,
-            acquire_time: record.acquire_time.unwrap_or(now.latest),
-            renew_time: now.latest,
+            acquire_time: record.acquire_time.unwrap_or(written),
+            renew_time: written,
             transitions: record.transitions,
         },
     }
@@ -238,8 +285,8 @@ mod tests {
         let expected = Holding {
             holder: "me".into(),
             duration_secs: TTL,
-            acquire_time: now(0, 5).latest,
-            renew_time: now(0, 5).latest,
+            acquire_time: write_time(now(0, 5), TTL),
+            renew_time: write_time(now(0, 5), TTL),
             transitions: 0,
         };
         assert_eq!(step, Step::Write(Write::Create(expected)));
@@ -251,7 +298,7 @@ mod tests {
         assert_eq!(version, "7");
         assert_eq!(holding.holder, "me");
         assert_eq!(holding.duration_secs, 60);
-        assert_eq!(holding.renew_time, now(10, 5).latest);
+        assert_eq!(holding.renew_time, write_time(now(10, 5), 60));
         assert_eq!(holding.acquire_time, t(-100), "a renewal keeps the term");
         assert_eq!(holding.transitions, 4);
     }
@@ -278,8 +325,8 @@ mod tests {
             Holding {
                 holder: "me".into(),
                 duration_secs: 5,
-                acquire_time: now(TTL as i64 + 1, 5).latest,
-                renew_time: now(TTL as i64 + 1, 5).latest,
+                acquire_time: write_time(now(TTL as i64 + 1, 5), 5),
+                renew_time: write_time(now(TTL as i64 + 1, 5), 5),
                 transitions: 5,
             }
         );
@@ -288,7 +335,7 @@ mod tests {
     #[test]
     fn acquire_of_own_expired_lease_starts_a_new_term_without_a_transition() {
         let (_, holding) = update(try_acquire(&held("me", 0, TTL), "me", TTL, now(100, 5)));
-        assert_eq!(holding.acquire_time, now(100, 5).latest);
+        assert_eq!(holding.acquire_time, write_time(now(100, 5), TTL));
         assert_eq!(holding.transitions, 4);
     }
 
@@ -344,10 +391,87 @@ mod tests {
     }
 
     #[test]
-    fn writes_use_the_latest_possible_time() {
-        // So that by the server's clock the lock never ends before send + ttl.
+    fn writes_use_the_latest_possible_time_plus_the_drift_over_the_ttl() {
+        // So that by the server's clock the lock never ends before send + ttl
+        // as the holder counts it.
         let (_, holding) = update(renew(&held("me", 0, TTL), "me", TTL, now(5, 800)));
-        assert_eq!(holding.renew_time, t(5) + TimeDelta::milliseconds(800));
+        let drift = TimeDelta::milliseconds(i64::from(TTL)); // 1000 ppm
+        assert_eq!(
+            holding.renew_time,
+            t(5) + TimeDelta::milliseconds(800) + drift
+        );
+        let (_, holding) = update(renew(&held("me", 0, TTL), "me", 120, now(5, 0)));
+        assert_eq!(holding.renew_time, t(5) + TimeDelta::milliseconds(120));
+    }
+
+    #[test]
+    fn a_lock_that_may_have_expired_is_not_renewed() {
+        // Expiry at 30 s; the server's clock reads somewhere in 29.5..30.5 s.
+        let in_doubt = now(TTL as i64, 500);
+        assert_eq!(
+            renew(&held("me", 0, TTL), "me", TTL, in_doubt),
+            Step::Answer(false)
+        );
+        // ...but its holder may start a new term with try_acquire, which
+        // nobody else can do yet.
+        let (_, holding) = update(try_acquire(&held("me", 0, TTL), "me", TTL, in_doubt));
+        assert_eq!(holding.acquire_time, write_time(in_doubt, TTL));
+        assert_eq!(holding.transitions, 4);
+        // Just before the doubt zone it is still renewed.
+        let live = now(TTL as i64 - 1, 500);
+        assert!(matches!(
+            renew(&held("me", 0, TTL), "me", TTL, live),
+            Step::Write(Write::Update { .. })
+        ));
+    }
+
+    #[test]
+    fn a_race_lost_to_another_writer_is_told_apart_from_noise() {
+        let before = held("a", 0, TTL);
+        let mut relabelled = before.clone();
+        let mut new_term = before.clone();
+        let mut taken = before.clone();
+        if let (Found::Ours(r), Found::Ours(n), Found::Ours(t2)) =
+            (&mut relabelled, &mut new_term, &mut taken)
+        {
+            r.resource_version = "8".into();
+            n.resource_version = "8".into();
+            n.acquire_time = Some(t(5));
+            t2.resource_version = "8".into();
+            t2.holder = Some("b".into());
+        }
+        assert!(
+            lost_to_another(&Found::Missing, &before),
+            "created meanwhile"
+        );
+        assert!(lost_to_another(&before, &taken), "taken over");
+        assert!(lost_to_another(&before, &new_term), "a new term");
+        assert!(
+            !lost_to_another(&before, &relabelled),
+            "nothing about the holder"
+        );
+        assert!(
+            !lost_to_another(&before, &Found::Missing),
+            "deleted: decide again"
+        );
+        assert!(!lost_to_another(&Found::Missing, &Found::Missing));
+        assert!(!lost_to_another(&before, &Found::Foreign));
+    }
+
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let Found::Ours(record) = held("a", 0, TTL) else {
+            unreachable!()
+        };
+        assert!(!is_garbage(&record, now(10, 5), TimeDelta::MAX));
+        let far = ServerTime {
+            earliest: DateTime::<Utc>::MAX_UTC,
+            latest: DateTime::<Utc>::MAX_UTC,
+        };
+        assert_eq!(write_time(far, i32::MAX), DateTime::<Utc>::MAX_UTC);
+        let mut record = record;
+        record.renew_time = Some(DateTime::<Utc>::MAX_UTC);
+        assert_eq!(record.expires_at(), None);
     }
 
     #[test]
@@ -363,7 +487,7 @@ mod tests {
     fn renew_by_the_live_holder_writes_time_and_duration() {
         let (version, holding) = update(renew(&held("me", 0, TTL), "me", 7, now(3, 5)));
         assert_eq!(version, "7");
-        assert_eq!(holding.renew_time, now(3, 5).latest);
+        assert_eq!(holding.renew_time, write_time(now(3, 5), 7));
         assert_eq!(holding.duration_secs, 7);
         assert_eq!(holding.transitions, 4);
         assert_eq!(holding.acquire_time, t(-100));

@@ -88,8 +88,7 @@ pub enum Error {
     /// A setting of the backend is invalid.
     #[error("{operation}: invalid setting {setting}: {reason}")]
     InvalidConfig {
-        /// The operation called (`build`, or the first call when the backend
-        /// was made with [`new`](crate::KubeLeaseLockBackend::new)).
+        /// The operation called (`build`).
         operation: Operation,
         /// The setting, such as `namespace`.
         setting: &'static str,
@@ -159,14 +158,33 @@ pub enum Error {
         target: Target,
     },
 
-    /// Every conditional write lost a race with another writer.
-    #[error("{operation} of {target}: gave up after losing {attempts} write races in a row")]
+    /// `release_all` or `sweep_expired` stopped part-way (the list failed,
+    /// or some deletes did): `deleted` Leases were deleted before that.
+    /// Calling again is safe.
+    #[error("{operation} of {target} deleted {deleted} Leases, then failed: {source}")]
+    Incomplete {
+        /// The operation called.
+        operation: Operation,
+        /// The Leases it worked on.
+        target: Target,
+        /// How many Leases it deleted.
+        deleted: u64,
+        /// The first error it met.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// The conditional writes of one call were rejected again and again by
+    /// writes that changed nothing about the holder (a lost race to another
+    /// owner is answered `false`, not with this error). Something keeps
+    /// editing the Lease.
+    #[error("{operation} of {target}: gave up after {attempts} conflicting writes in a row")]
     Contended {
         /// The operation called.
         operation: Operation,
         /// The lock it worked on.
         target: Target,
-        /// How many conditional writes were rejected with 409 Conflict.
+        /// How many conditional writes were rejected.
         attempts: u32,
     },
 }
@@ -193,6 +211,7 @@ impl Error {
             | Self::Transport { operation, .. }
             | Self::Unexpected { operation, .. }
             | Self::ForeignLease { operation, .. }
+            | Self::Incomplete { operation, .. }
             | Self::Contended { operation, .. } => *operation,
         }
     }
@@ -201,6 +220,7 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Api { status, .. } => Some(*status),
+            Self::Incomplete { source, .. } => source.status(),
             _ => None,
         }
     }
@@ -211,6 +231,7 @@ impl Error {
                 Class::Configuration
             }
             Self::Timeout { .. } => Class::Timeout,
+            Self::Incomplete { source, .. } => source.class(),
             Self::Api { .. }
             | Self::Transport { .. }
             | Self::Unexpected { .. }

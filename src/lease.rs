@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use crate::decision::Holding;
 use crate::naming;
 
 /// Value of `app.kubernetes.io/managed-by` on every Lease this crate creates.
@@ -124,6 +126,46 @@ impl Marks {
         BTreeMap::from([(self.key_annotation.clone(), key.to_owned())])
     }
 
+    /// A new Lease for the lock `key`, named `name`, in the state `holding`.
+    pub fn new_lease(&self, key: &str, name: &str, holding: &Holding) -> Lease {
+        Lease {
+            api_version: Some("coordination.k8s.io/v1".to_owned()),
+            kind: Some("Lease".to_owned()),
+            metadata: Metadata {
+                name: Some(name.to_owned()),
+                labels: Some(self.labels(&holding.holder)),
+                annotations: Some(self.annotations(key)),
+                ..Metadata::default()
+            },
+            spec: Some(Spec {
+                holder_identity: Some(holding.holder.clone()),
+                lease_duration_seconds: Some(holding.duration_secs),
+                acquire_time: Some(format_time(holding.acquire_time)),
+                renew_time: Some(format_time(holding.renew_time)),
+                lease_transitions: Some(holding.transitions),
+            }),
+        }
+    }
+
+    /// A JSON merge patch that gives the Lease the state `holding`, applied
+    /// only while its resourceVersion is still `resource_version`. Fields
+    /// it does not name (labels and annotations added by hand) are kept.
+    pub fn update_patch(&self, resource_version: &str, holding: &Holding) -> serde_json::Value {
+        json!({
+            "metadata": {
+                "resourceVersion": resource_version,
+                "labels": self.labels(&holding.holder),
+            },
+            "spec": {
+                "holderIdentity": holding.holder,
+                "leaseDurationSeconds": holding.duration_secs,
+                "acquireTime": format_time(holding.acquire_time),
+                "renewTime": format_time(holding.renew_time),
+                "leaseTransitions": holding.transitions,
+            },
+        })
+    }
+
     /// The key of a Lease created by this crate, or `None` for a foreign one.
     ///
     /// A Lease is this crate's when it carries the managed-by label and a key
@@ -192,12 +234,13 @@ impl Record {
     }
 
     /// When the lock expires by the server's clock, or `None` when it has no
-    /// holder or lacks the times to tell (such a Lease counts as expired).
+    /// holder or lacks the times to tell (such a Lease counts as expired) or
+    /// the expiry is past the end of time (hand-edited).
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.holder.as_ref()?;
         let since = self.renew_time.or(self.acquire_time)?;
         let duration = self.duration_secs.filter(|secs| *secs > 0)?;
-        Some(since + TimeDelta::seconds(i64::from(duration)))
+        since.checked_add_signed(TimeDelta::seconds(i64::from(duration)))
     }
 }
 

@@ -9,7 +9,7 @@
 //!   of holder, so `kubectl get leases` shows who holds what;
 //! - every write is conditional on the resourceVersion it was decided from,
 //!   so two replicas can never both win;
-//! - expiry is judged on the API server's clock (see [`clock`](crate#time)),
+//! - expiry is judged on the API server's clock (see [Time](crate#time)),
 //!   so replicas whose clocks disagree still agree on who holds a lock;
 //! - `release_all` deletes an owner's Leases, selected by an owner label;
 //!   [`KubeLeaseLockBackend::sweep_expired`] deletes expired ones;
@@ -25,7 +25,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = kube::Client::try_default().await?;
 //! let backend: Arc<dyn DistributedLockBackend> =
-//!     Arc::new(KubeLeaseLockBackend::new(client, "celers-beat"));
+//!     Arc::new(KubeLeaseLockBackend::new(client, "celers-beat")?);
 //!
 //! if backend.try_acquire("nightly-report", "scheduler-1", 60).await? {
 //!     // ... run the task ...
@@ -36,16 +36,13 @@
 //!
 //! # Time
 //!
-//! A lock is expired when the API server's clock is certainly past
-//! `renewTime + leaseDurationSeconds`. The server's clock is estimated from
-//! the `Date` header of every response and the local monotonic clock; the
-//! local wall clock is never read. Times written into a Lease are the latest
-//! the server's clock can read, and a Lease is judged expired only when the
-//! earliest it can read is past the expiry, so the uncertainty (about a round
-//! trip once a few requests have been made, at most a second plus a round trip
-//! after the first) always favours the holder. client-go instead starts a
-//! full TTL from when *it* first saw a record, which makes every newcomer wait
-//! a TTL even for a holder that died long ago.
+//! A lock is expired when every API server's clock is certainly past
+//! `renewTime + leaseDurationSeconds`. The servers' clock is estimated from
+//! the `Date` header of every response and a local clock that is not the
+//! wall clock; the local wall clock is never read. What this assumes about
+//! drift, several API servers and suspend, and why it beats client-go's
+//! approach, is explained once, in the documentation of the private `clock`
+//! module (`src/clock.rs`), and summarised in the README.
 //!
 //! # Requests
 //!
@@ -54,7 +51,8 @@
 //! release is a conditional delete, `is_locked` and `owner` are a get. The
 //! backend remembers the resourceVersion of the locks it has seen; when that
 //! is stale, the write fails with 409 Conflict and the backend reads and
-//! decides again (at most `conflict_retries` lost races per call).
+//! decides again. A write that loses to another owner's acquisition is
+//! answered `false`: that owner held the lock at that moment.
 //!
 //! # Feature flags
 //!
@@ -64,18 +62,24 @@
 //! This library enables neither a `k8s-openapi` version feature nor a TLS
 //! backend of `kube`: the application chooses both.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod api;
 mod backend;
+mod bulk;
 mod celers;
 mod clock;
 mod config;
 mod decision;
 mod error;
+mod input;
+mod known;
 mod lease;
 mod naming;
 
-pub use backend::{KubeLeaseLockBackend, MAX_KEY_BYTES, MAX_OWNER_BYTES};
+pub use backend::KubeLeaseLockBackend;
 pub use config::{KubeLeaseLockBackendBuilder, DEFAULT_FIELD_MANAGER, DEFAULT_LABEL_PREFIX};
 pub use error::{Error, Operation, Result, Target};
+pub use input::{MAX_KEY_BYTES, MAX_OWNER_BYTES};
 pub use lease::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 pub use naming::{lease_name, owner_label_value};

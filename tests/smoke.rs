@@ -8,6 +8,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, PostParams};
 
 #[tokio::test]
+#[ignore = "needs a control plane: run `make test`"]
 async fn leases_round_trip_with_optimistic_concurrency() {
     let cluster = cluster();
     let namespace = cluster.namespace("smoke").await;
@@ -70,6 +71,7 @@ async fn leases_round_trip_with_optimistic_concurrency() {
 }
 
 #[tokio::test]
+#[ignore = "needs a control plane: run `make test`"]
 async fn the_api_server_lists_its_own_leases() {
     let cluster = cluster();
     let table = cluster.kubectl_ok(&["get", "leases", "-A"]);

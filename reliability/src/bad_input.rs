@@ -7,7 +7,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use celers_kube_lease::{KubeLeaseLockBackend, MAX_KEY_BYTES, MAX_OWNER_BYTES};
+use celers_kube_lease::{lease_name, KubeLeaseLockBackend, MAX_KEY_BYTES, MAX_OWNER_BYTES};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -119,13 +119,8 @@ impl Table {
 
     /// Edits the Lease of `key` by hand; `Err` with the status if the API
     /// server refuses the edit.
-    async fn edit(
-        &self,
-        backend: &KubeLeaseLockBackend,
-        key: &str,
-        patch: serde_json::Value,
-    ) -> Result<Option<u16>> {
-        let name = backend.lease_name(key);
+    async fn edit(&self, key: &str, patch: serde_json::Value) -> Result<Option<u16>> {
+        let name = lease_name(key);
         match self
             .leases
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -161,7 +156,7 @@ pub async fn run(kubeconfig: &Path) -> Result<Vec<Case>> {
         b.try_acquire(sentinel, "sentinel-owner", 3600),
     )
     .await;
-    let sentinel_before = t.snapshot().await?.get(&b.lease_name(sentinel)).cloned();
+    let sentinel_before = t.snapshot().await?.get(&lease_name(sentinel)).cloned();
 
     keys_and_owners(&mut t, &b).await?;
     ttls(&mut t, &b).await?;
@@ -169,7 +164,7 @@ pub async fn run(kubeconfig: &Path) -> Result<Vec<Case>> {
     foreign_lease(&mut t, &b).await?;
     edited_leases(&mut t, &b).await?;
 
-    let sentinel_after = t.snapshot().await?.get(&b.lease_name(sentinel)).cloned();
+    let sentinel_after = t.snapshot().await?.get(&lease_name(sentinel)).cloned();
     let owner = b.owner(sentinel).await;
     let intact =
         sentinel_before == sentinel_after && matches!(&owner, Ok(Some(o)) if o == "sentinel-owner");
@@ -388,25 +383,42 @@ async fn settings_and_environment(t: &mut Table, kubeconfig: &Path) -> Result<()
         got.clone(),
         got == "Err(InvalidConfig(namespace))",
     );
-    let invalid = KubeLeaseLockBackend::new(client.clone(), "Not_A_Namespace");
-    t.rejected(
-        "new() with an invalid namespace, then try_acquire",
-        "InvalidConfig(namespace)",
-        invalid.try_acquire("k", "o", 10),
-    )
-    .await?;
-    t.rejected(
-        "... release_all",
-        "InvalidConfig(namespace)",
-        invalid.release_all("o"),
-    )
-    .await?;
-    t.rejected(
-        "... sweep_expired",
-        "InvalidConfig(namespace)",
-        invalid.sweep_expired(),
-    )
-    .await?;
+    for (what, built, setting) in [
+        (
+            "new() with namespace \"Not_A_Namespace\"",
+            KubeLeaseLockBackend::new(client.clone(), "Not_A_Namespace"),
+            "namespace",
+        ),
+        (
+            "builder with sweep_grace Duration::MAX",
+            KubeLeaseLockBackend::builder(client.clone())
+                .sweep_grace(Duration::MAX)
+                .build(),
+            "sweep_grace",
+        ),
+        (
+            "builder with request_timeout Duration::MAX",
+            KubeLeaseLockBackend::builder(client.clone())
+                .request_timeout(Duration::MAX)
+                .build(),
+            "request_timeout",
+        ),
+        (
+            "builder with api_server_skew Duration::MAX",
+            KubeLeaseLockBackend::builder(client.clone())
+                .api_server_skew(Duration::MAX)
+                .build(),
+            "api_server_skew",
+        ),
+    ] {
+        let expected = format!("Err(InvalidConfig({setting}))");
+        let got = match &built {
+            Ok(_) => "Ok(backend)".to_owned(),
+            Err(e) => format!("Err({})", error_kind(e)),
+        };
+        let ok = got == expected;
+        t.record(what, expected, got, ok);
+    }
 
     let missing = cluster::backend(
         client.clone(),
@@ -535,7 +547,7 @@ async fn settings_and_environment(t: &mut Table, kubeconfig: &Path) -> Result<()
 async fn foreign_lease(t: &mut Table, b: &KubeLeaseLockBackend) -> Result<()> {
     let key = "reliability/foreign";
     let lease: Lease = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": b.lease_name(key) },
+        "metadata": { "name": lease_name(key) },
         "spec": { "holderIdentity": "another-program", "leaseDurationSeconds": 1 }
     }))?;
     t.leases.create(&PostParams::default(), &lease).await?;
@@ -656,7 +668,7 @@ async fn edited_leases(t: &mut Table, b: &KubeLeaseLockBackend) -> Result<()> {
         let key = format!("reliability/edited-{n}");
         if b.try_acquire(&key, "victim", 30).await? {
             let name = format!("Lease edited by hand: {}", edit.name);
-            match t.edit(b, &key, edit.patch.clone()).await? {
+            match t.edit(&key, edit.patch.clone()).await? {
                 Some(status) => {
                     // The API server's own validation: the lock must be intact.
                     let owner = b.owner(&key).await;
@@ -681,14 +693,14 @@ async fn edited_leases(t: &mut Table, b: &KubeLeaseLockBackend) -> Result<()> {
         // The whitespace holder is nobody's to release: delete it by hand.
         let _ = t
             .leases
-            .delete(&b.lease_name(&key), &Default::default())
+            .delete(&lease_name(&key), &Default::default())
             .await;
     }
 
     // Relabelled or re-annotated Leases are no longer this crate's.
     let key = "reliability/relabelled";
     b.try_acquire(key, "victim", 30).await?;
-    t.edit(b, key, serde_json::json!({ "metadata": { "labels": { "app.kubernetes.io/managed-by": "someone-else" } } }))
+    t.edit(key, serde_json::json!({ "metadata": { "labels": { "app.kubernetes.io/managed-by": "someone-else" } } }))
         .await?;
     t.rejected(
         "managed-by label changed by hand: try_acquire",
@@ -704,7 +716,7 @@ async fn edited_leases(t: &mut Table, b: &KubeLeaseLockBackend) -> Result<()> {
     .await;
     let key = "reliability/reannotated";
     b.try_acquire(key, "victim", 30).await?;
-    t.edit(b, key, serde_json::json!({ "metadata": { "annotations": { "celers.io/lock-key": "another key" } } }))
+    t.edit(key, serde_json::json!({ "metadata": { "annotations": { "celers.io/lock-key": "another key" } } }))
         .await?;
     t.rejected(
         "key annotation changed by hand: release",
@@ -715,7 +727,6 @@ async fn edited_leases(t: &mut Table, b: &KubeLeaseLockBackend) -> Result<()> {
     let key = "reliability/owner-label";
     b.try_acquire(key, "victim", 30).await?;
     t.edit(
-        b,
         key,
         serde_json::json!({ "metadata": { "labels": { "celers.io/lock-owner": "somebody" } } }),
     )
@@ -739,10 +750,7 @@ async fn edited_leases(t: &mut Table, b: &KubeLeaseLockBackend) -> Result<()> {
     )
     .await;
     for key in ["reliability/relabelled", "reliability/reannotated"] {
-        let _ = t
-            .leases
-            .delete(&b.lease_name(key), &Default::default())
-            .await;
+        let _ = t.leases.delete(&lease_name(key), &Default::default()).await;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use celers_kube_lease::{
-    KubeLeaseLockBackend, DEFAULT_FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
+    lease_name, KubeLeaseLockBackend, DEFAULT_FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
@@ -148,7 +148,7 @@ pub async fn run(kubeconfig: &Path) -> Result<Foreign> {
         .build()?;
     let key = "reliability/copied";
     backend.try_acquire(key, "copied-owner", 1).await?;
-    let mut copy = api.get(&backend.lease_name(key)).await?;
+    let mut copy = api.get(&lease_name(key)).await?;
     copy.metadata = kube::api::ObjectMeta {
         name: Some("renamed-copy".to_owned()),
         labels: copy.metadata.labels.clone(),
@@ -179,7 +179,7 @@ pub async fn run(kubeconfig: &Path) -> Result<Foreign> {
     }
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut before = fingerprints(&api, false).await?;
-    before.remove(&backend.lease_name(key));
+    before.remove(&lease_name(key));
     let keys = vec![
         key.to_owned(),
         "other-program-leader".to_owned(),

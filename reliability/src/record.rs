@@ -139,6 +139,7 @@ pub fn error_kind(error: &Error) -> String {
         Error::Unexpected { .. } => "Unexpected".to_owned(),
         Error::ForeignLease { .. } => "ForeignLease".to_owned(),
         Error::Contended { .. } => "Contended".to_owned(),
+        Error::Incomplete { source, .. } => format!("Incomplete({})", error_kind(source)),
         _ => "Other".to_owned(),
     }
 }

@@ -15,6 +15,7 @@ fn exe() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a control plane: run `make test`"]
 async fn contenders_never_overlap_even_with_skewed_clocks() {
     let cluster = cluster();
     let namespace = cluster.namespace("rel-contention").await;
@@ -54,6 +55,7 @@ async fn contenders_never_overlap_even_with_skewed_clocks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a control plane: run `make test`"]
 async fn killed_holders_are_taken_over_by_skewed_contenders() {
     let cluster = cluster();
     let namespace = cluster.namespace("rel-takeover").await;

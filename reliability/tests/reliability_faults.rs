@@ -18,6 +18,7 @@ use celers_kube_lease_reliability::table;
 use celers_kube_lease_testkit::{cluster, ControlPlane};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a control plane: run `make test`"]
 async fn restarts_and_partitions_keep_locks_exclusive() {
     let cp = tokio::task::spawn_blocking(|| ControlPlane::start("rel-faults"))
         .await
@@ -99,6 +100,7 @@ impl Log {
 const RIVAL_TTL: u64 = 30;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a control plane: run `make test`"]
 async fn an_isolated_holder_never_renews_a_lock_taken_over() {
     let cluster = cluster();
     let namespace = cluster.namespace("rel-partition").await;

@@ -52,6 +52,7 @@ fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, Error>) {
 }
 
 #[tokio::test]
+#[ignore = "needs a control plane: run `make test`"]
 async fn service_account_may_do_every_lock_operation_in_its_namespace_only() {
     let cluster = cluster();
     let client = cluster
@@ -137,6 +138,7 @@ impl Drop for TokenKubeconfig {
 }
 
 #[tokio::test]
+#[ignore = "needs a control plane: run `make test`"]
 async fn scheduler_runs_as_the_service_account() {
     let cluster = cluster();
     let kubeconfig = TokenKubeconfig::write(&cluster, service_account_token(&cluster));

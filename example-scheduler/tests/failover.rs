@@ -30,6 +30,7 @@ fn new_leader(log: &[Line], not: usize) -> Option<Instant> {
 }
 
 #[tokio::test]
+#[ignore = "needs a control plane: run `make test`"]
 async fn standby_takes_over_when_the_leader_is_killed() {
     let cluster = celers_kube_lease_testkit::cluster();
     let namespace = cluster.namespace("failover").await;

@@ -1,0 +1,203 @@
+//! Deletes across listed Leases: `release_all`, `sweep_expired`, and the
+//! sweep that runs in the background.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+
+use crate::backend::{KubeLeaseLockBackend, Lock};
+use crate::clock::{LocalInstant, ServerTime};
+use crate::decision::Step;
+use crate::error::{Error, Operation, Result};
+use crate::lease::{Found, Record};
+
+/// How often a listing restarts from the first page when its continue token
+/// expired (410 Gone) before it gives up.
+const MAX_LIST_RESTARTS: u32 = 3;
+
+impl KubeLeaseLockBackend {
+    /// Lists the Leases matching `selector` and runs `decide` on each, with
+    /// the listed state as the hint. Returns how many writes succeeded.
+    pub(crate) async fn delete_listed(
+        &self,
+        op: Operation,
+        selector: &str,
+        decide: impl Fn(&Found, ServerTime) -> Step + Copy,
+    ) -> Result<u64> {
+        let (api, config) = (&self.inner.api, &self.inner.config);
+        let mut continue_token = None;
+        let mut restarts = 0;
+        let mut deleted = 0;
+        let mut first_error = None;
+        loop {
+            let page = match api.list(selector, config.page_size, continue_token).await {
+                Ok(page) => page,
+                Err(failure) if failure.code() == Some(410) && restarts < MAX_LIST_RESTARTS => {
+                    // The continue token expired: start again. What was
+                    // deleted is gone; the rest is judged again.
+                    tracing::debug!(?failure, "list continue token expired; restarting");
+                    restarts += 1;
+                    continue_token = None;
+                    continue;
+                }
+                Err(failure) => {
+                    first_error = Some(self.failed(op, None, failure));
+                    break;
+                }
+            };
+            // The list is a fresh read: Leases it shows need no write are
+            // left alone without reading them again.
+            let Some(now) = api.server_time() else {
+                first_error = Some(Error::Unexpected {
+                    operation: op,
+                    target: self.target(None),
+                    detail: "the API server sent no Date header, so its clock is unknown"
+                        .to_owned(),
+                });
+                break;
+            };
+            let candidates: Vec<(String, Found)> = page
+                .items
+                .iter()
+                .filter_map(|lease| {
+                    let key = self.inner.marks.key_of(lease)?;
+                    Some((key.to_owned(), Found::Ours(Record::from_lease(lease)?)))
+                })
+                .filter(|(_, found)| matches!(decide(found, now), Step::Write(_)))
+                .collect();
+            let outcomes: Vec<Result<Option<Found>>> = stream::iter(candidates)
+                .map(|(key, found)| async move {
+                    let lock = Lock::new(&key);
+                    self.decide_and_write(op, &lock, Some(found), decide).await
+                })
+                .buffer_unordered(config.delete_concurrency)
+                .collect()
+                .await;
+            for outcome in outcomes {
+                match outcome {
+                    Ok(Some(_)) => deleted += 1,
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "deleting a listed Lease failed");
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            continue_token = page
+                .metadata
+                .continue_token
+                .filter(|token| !token.is_empty());
+            if continue_token.is_none() {
+                break;
+            }
+        }
+        match first_error {
+            None => Ok(deleted),
+            Some(error) if deleted == 0 => Err(error),
+            Some(error) => Err(Error::Incomplete {
+                operation: op,
+                target: self.target(None),
+                deleted,
+                source: Box::new(error),
+            }),
+        }
+    }
+
+    /// Starts a background sweep if one is due (see the builder's
+    /// `sweep_interval`).
+    pub(crate) fn maybe_sweep(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Some(running) = self.inner.sweeper.start() else {
+            return;
+        };
+        let backend = self.clone();
+        runtime.spawn(async move {
+            let _running = running;
+            match backend.sweep_expired().await {
+                Ok(swept) => tracing::debug!(swept, "swept expired Leases"),
+                Err(error) => tracing::warn!(%error, "sweeping expired Leases failed"),
+            }
+        });
+    }
+}
+
+/// When the background sweep last started, and whether it is running.
+#[derive(Debug)]
+pub(crate) struct Sweeper {
+    interval: Option<Duration>,
+    last: Mutex<LocalInstant>,
+    running: Arc<AtomicBool>,
+}
+
+/// Marks a sweep as running until dropped, even if the sweep panics or its
+/// task is dropped.
+pub(crate) struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Sweeper {
+    pub fn new(interval: Option<Duration>) -> Self {
+        Self {
+            interval,
+            last: Mutex::new(LocalInstant::now()),
+            running: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// `Some` if a sweep is due and none is running: it is then marked as
+    /// running until the returned guard is dropped.
+    fn start(&self) -> Option<Running> {
+        let interval = self.interval?;
+        {
+            let mut last = self.last.lock().ok()?;
+            let now = LocalInstant::now();
+            if now.saturating_since(*last) < interval {
+                return None;
+            }
+            *last = now;
+        }
+        (!self.running.swap(true, Ordering::AcqRel)).then(|| Running(Arc::clone(&self.running)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_start_only_when_due_and_never_twice_at_once() {
+        let sweeper = Sweeper::new(Some(Duration::from_nanos(1)));
+        std::thread::sleep(Duration::from_millis(1));
+        let running = sweeper.start();
+        assert!(running.is_some());
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(sweeper.start().is_none(), "one is running");
+        drop(running);
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(sweeper.start().is_some(), "the guard ended it");
+        assert!(Sweeper::new(None).start().is_none(), "off");
+        let slow = Sweeper::new(Some(Duration::from_secs(3600)));
+        assert!(slow.start().is_none(), "not due yet");
+    }
+
+    #[test]
+    fn a_panicking_sweep_does_not_stop_sweeps_for_good() {
+        let sweeper = Sweeper::new(Some(Duration::from_nanos(1)));
+        std::thread::sleep(Duration::from_millis(1));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _running = sweeper.start();
+            panic!("a sweep failed badly");
+        }));
+        assert!(caught.is_err());
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(sweeper.start().is_some());
+    }
+}
