@@ -24,11 +24,11 @@
 //! date − m_received  ≤  θ  <  date + 1 s − m_sent
 //! ```
 //!
-//! (the header has whole seconds). [`ServerClock`] keeps the last
-//! [`WINDOW`] such intervals (none older than [`WINDOW_AGE`] but the newest)
-//! and intersects them, each widened by the drift allowance as it ages, so
-//! the bound tightens towards one round trip as responses arrive at varied
-//! moments.
+//! (the header has whole seconds). [`ServerClock`] intersects these
+//! intervals, each widened by the drift allowance as it ages, so the bound
+//! tightens towards one round trip as responses arrive at varied moments.
+//! It also keeps the last [`WINDOW`] intervals (none older than
+//! [`WINDOW_AGE`]) to tell whether recent responses contradict each other.
 //!
 //! # What is assumed
 //!
@@ -149,12 +149,15 @@ pub struct Sample {
 #[derive(Clone, Debug)]
 pub struct ServerClock {
     skew_micros: i64,
-    intervals: VecDeque<Interval>,
+    /// The intersection of every response since the last contradiction;
+    /// its ends may cross by up to the skew bound.
+    running: Option<Interval>,
+    /// The last responses, to tell whether they contradict each other.
+    recent: VecDeque<Interval>,
     contradicted: bool,
 }
 
-/// One response's bound on `θ` in microseconds, `low ≤ θ ≤ high`, taken at
-/// local time `at`.
+/// A bound on `θ` in microseconds, `low ≤ θ ≤ high`, as of local time `at`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Interval {
     low: i64,
@@ -162,16 +165,12 @@ struct Interval {
     at: i64,
 }
 
-/// The intervals carried forward to one local time.
-#[derive(Clone, Copy, Debug)]
-struct Spread {
-    /// The highest low end: every θ in the window is at least this...
-    max_low: i64,
-    /// ...and at most this, if the servers agree.
-    min_high: i64,
-    /// The hull of all intervals.
-    min_low: i64,
-    max_high: i64,
+impl Interval {
+    /// The bound carried forward to local time `local`: wider by the drift.
+    fn at(self, local: i64) -> (i64, i64) {
+        let drift = drift_micros(local.saturating_sub(self.at).max(0));
+        (self.low - drift, self.high + drift)
+    }
 }
 
 impl ServerClock {
@@ -180,7 +179,8 @@ impl ServerClock {
     pub fn new(skew: Duration) -> Self {
         Self {
             skew_micros: i64::try_from(skew.as_micros()).unwrap_or(i64::MAX),
-            intervals: VecDeque::with_capacity(WINDOW),
+            running: None,
+            recent: VecDeque::with_capacity(WINDOW),
             contradicted: false,
         }
     }
@@ -195,64 +195,73 @@ impl ServerClock {
             high: date + DATE_RESOLUTION_MICROS - sent,
             at: received,
         };
+        self.running = Some(match self.running {
+            None => fresh,
+            Some(running) => {
+                let (low, high) = running.at(received);
+                let (low, high) = (low.max(fresh.low), high.min(fresh.high));
+                if low.saturating_sub(high) > self.skew_micros {
+                    tracing::warn!(
+                        disagreement_ms = low.saturating_sub(high) / 1_000,
+                        "an API server's clock disagrees with earlier answers by more than \
+                         api_server_skew (several servers out of sync, or a clock stepped)"
+                    );
+                    fresh
+                } else {
+                    Interval {
+                        low,
+                        high,
+                        at: received,
+                    }
+                }
+            }
+        });
         let max_age = i64::try_from(WINDOW_AGE.as_micros()).unwrap_or(i64::MAX);
-        self.intervals
+        self.recent
             .retain(|old| received.saturating_sub(old.at) <= max_age);
-        if self.intervals.len() == WINDOW {
-            self.intervals.pop_front();
+        if self.recent.len() == WINDOW {
+            self.recent.pop_front();
         }
-        self.intervals.push_back(fresh);
-        let Some(spread) = self.spread(received) else {
-            return;
-        };
-        let gap = spread.max_low.saturating_sub(spread.min_high);
-        let contradicted = gap > self.skew_micros;
-        if contradicted && !self.contradicted {
-            tracing::warn!(
-                disagreement_ms = gap / 1_000,
-                skew_bound_ms = self.skew_micros / 1_000,
-                "API server clocks disagree by more than api_server_skew (or a clock stepped); \
-                 waiting longer before takeovers until they agree again"
-            );
-        }
-        self.contradicted = contradicted;
+        self.recent.push_back(fresh);
+        self.contradicted = self.recent_spread(received).is_some_and(|spread| {
+            spread.max_low.saturating_sub(spread.min_high) > self.skew_micros
+        });
     }
 
     /// Bounds on the server's time at the local instant `at`, or `None`
     /// before the first response.
+    ///
+    /// The intersection of the responses since the last contradiction,
+    /// widened by the skew bound; while the recent responses contradict each
+    /// other by more than that, widened further to their hull.
     pub fn at(&self, at: LocalInstant) -> Option<ServerTime> {
         let local = at.micros();
-        let spread = self.spread(local)?;
-        let skew = self.skew_micros;
-        let (low, high) = if spread.max_low.saturating_sub(spread.min_high) > skew {
-            (
-                spread.min_low.min(spread.max_low.saturating_sub(skew)),
-                spread.max_high.max(spread.min_high.saturating_add(skew)),
-            )
-        } else {
-            (
-                spread.max_low.saturating_sub(skew),
-                spread.min_high.saturating_add(skew),
-            )
-        };
+        let (low, high) = self.running?.at(local);
+        let (mut low, mut high) = (
+            low.saturating_sub(self.skew_micros),
+            high.saturating_add(self.skew_micros),
+        );
+        if self.contradicted {
+            if let Some(spread) = self.recent_spread(local) {
+                low = low.min(spread.min_low);
+                high = high.max(spread.max_high);
+            }
+        }
         Some(ServerTime {
             earliest: from_micros(local.saturating_add(low)),
             latest: from_micros(local.saturating_add(high)),
         })
     }
 
-    /// Whether the last response contradicted the others by more than the
+    /// Whether the recent responses contradict each other by more than the
     /// skew bound.
     #[cfg(test)]
     pub fn is_contradicted(&self) -> bool {
         self.contradicted
     }
 
-    fn spread(&self, local: i64) -> Option<Spread> {
-        let mut intervals = self.intervals.iter().map(|interval| {
-            let drift = drift_micros(local.saturating_sub(interval.at).max(0));
-            (interval.low - drift, interval.high + drift)
-        });
+    fn recent_spread(&self, local: i64) -> Option<Spread> {
+        let mut intervals = self.recent.iter().map(|interval| interval.at(local));
         let (low, high) = intervals.next()?;
         let first = Spread {
             max_low: low,
@@ -267,6 +276,18 @@ impl ServerClock {
             max_high: spread.max_high.max(high),
         }))
     }
+}
+
+/// The recent responses carried forward to one local time.
+#[derive(Clone, Copy, Debug)]
+struct Spread {
+    /// The highest low end...
+    max_low: i64,
+    /// ...and the lowest high end: they cross when responses disagree.
+    min_high: i64,
+    /// The hull of all of them.
+    min_low: i64,
+    max_high: i64,
 }
 
 fn drift_micros(span_micros: i64) -> i64 {
@@ -401,7 +422,7 @@ mod tests {
             );
         }
         // A plain intersection of the samples would leave one server out.
-        let spread = clock.spread(at as i64 * 1_000).expect("calibrated");
+        let spread = clock.recent_spread(at as i64 * 1_000).expect("calibrated");
         assert!(spread.max_low > spread.min_high, "{spread:?}");
     }
 

@@ -98,7 +98,7 @@ pub fn check(lines: &[Line]) -> Figures {
     let mut owners = BTreeSet::new();
     for line in lines {
         match line {
-            Line::Start { owner, .. } | Line::Done { owner } => {
+            Line::Start { owner, .. } | Line::WindowEnd { owner, .. } | Line::Done { owner } => {
                 owners.insert(owner.as_str());
             }
             Line::Op(record) => {

@@ -29,8 +29,12 @@ pub struct Spawn {
     pub request_timeout: Duration,
     /// What the contender does.
     pub plan: Plan,
-    /// libfaketime offset of its wall clock, such as `+1h` or `-1h`.
+    /// libfaketime offset of its wall clock, such as `+1h` or `-1h`, or an
+    /// offset and a speed such as `+0 x0.999`.
     pub skew: Option<String>,
+    /// Whether libfaketime fakes the monotonic (and boot) clock too, as it
+    /// must for a speed to slow the process's own sense of elapsed time.
+    pub fake_monotonic: bool,
 }
 
 /// A running contender process.
@@ -93,7 +97,10 @@ impl Contender {
             command
                 .env("LD_PRELOAD", faketime_library()?)
                 .env("FAKETIME", skew)
-                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                .env(
+                    "FAKETIME_DONT_FAKE_MONOTONIC",
+                    if spawn.fake_monotonic { "0" } else { "1" },
+                );
             if skew.starts_with('-') {
                 command.arg("--ignore-cert-validity-period");
             }

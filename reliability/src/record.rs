@@ -18,6 +18,13 @@ pub enum Line {
     },
     /// One call of the library.
     Op(OpRecord),
+    /// A `once` contender's TTL ran out by its own clock.
+    WindowEnd {
+        /// The contender.
+        owner: String,
+        /// The (real) monotonic clock at that moment.
+        mono_ns: u64,
+    },
     /// Last line: the contender stopped by itself.
     Done {
         /// The contender.

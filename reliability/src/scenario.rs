@@ -200,6 +200,7 @@ pub async fn contention(
                 request_timeout: run.request_timeout,
                 plan,
                 skew,
+                fake_monotonic: false,
             })?);
         }
     }

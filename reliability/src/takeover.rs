@@ -111,6 +111,7 @@ pub async fn killed_holder(
             mode,
         },
         skew,
+        fake_monotonic: false,
     };
     let tag = key.rsplit('-').next().unwrap_or_default();
     let holder_name = format!("holder-{tag}");

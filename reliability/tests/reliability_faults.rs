@@ -10,7 +10,9 @@ use std::time::Duration;
 use celers_kube_lease::KubeLeaseLockBackend;
 use celers_kube_lease_reliability::checker;
 use celers_kube_lease_reliability::cluster::{self, Connect};
+use celers_kube_lease_reliability::contender::{Mode, Plan};
 use celers_kube_lease_reliability::mono::mono_ns;
+use celers_kube_lease_reliability::process::{Contender, Spawn};
 use celers_kube_lease_reliability::proxy::Proxy;
 use celers_kube_lease_reliability::record::{Line, Op, OpRecord, Outcome};
 use celers_kube_lease_reliability::scenario::{self, Contention};
@@ -234,4 +236,95 @@ async fn an_isolated_holder_never_renews_a_lock_taken_over() {
         .await
         .expect("list");
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// A holder whose own clock runs 0.1 % slow (libfaketime slows its monotonic
+/// and boot clocks) counts its TTL longer than the API server does; the
+/// drift allowance in the written times must cover that, so a contender
+/// polling every 10 ms gets the lock only after the holder's own TTL ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a control plane: run `make test`"]
+async fn a_holder_whose_clock_runs_slow_stops_before_its_lock_is_taken() {
+    const TTL: u64 = 60;
+    let cluster = cluster();
+    let namespace = cluster.namespace("rel-drift").await;
+    let key = "reliability/drift";
+    let holder = Contender::spawn(&Spawn {
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_celers-kube-lease-reliability")),
+        kubeconfig: cluster.kubeconfig.clone(),
+        server_port: None,
+        namespace: namespace.clone(),
+        request_timeout: Duration::from_secs(5),
+        plan: Plan {
+            owner: "slow-holder".to_owned(),
+            keys: vec![key.to_owned()],
+            ttl_secs: (TTL, TTL),
+            duration: Duration::from_secs(TTL + 30),
+            pause_ms: (0, 0),
+            seed: 1,
+            mode: Mode::Once,
+        },
+        skew: Some("+0 x0.999".to_owned()),
+        fake_monotonic: true,
+    })
+    .expect("holder process");
+    let acquired = holder
+        .wait_for(
+            Duration::from_secs(30),
+            |l| matches!(l, Line::Op(r) if r.op == Op::TryAcquire && r.outcome == Outcome::True),
+        )
+        .await
+        .expect("the holder took the lock");
+    let Line::Op(acquired) = acquired else {
+        unreachable!()
+    };
+    let contender = cluster::backend(
+        cluster::client(&cluster.kubeconfig, &Connect::default())
+            .await
+            .expect("client"),
+        &namespace,
+        Duration::from_secs(5),
+    )
+    .expect("backend");
+    let taken_ns = loop {
+        let deadline = acquired.sent_ns + (TTL + 20) * 1_000_000_000;
+        assert!(mono_ns() < deadline, "the lock was never taken over");
+        if contender
+            .try_acquire(key, "contender", TTL)
+            .await
+            .expect("an answer")
+        {
+            break mono_ns();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let window_end = holder
+        .wait_for(Duration::from_secs(5), |l| {
+            matches!(l, Line::WindowEnd { .. })
+        })
+        .await
+        .expect("the holder's TTL ended by its own clock");
+    let Line::WindowEnd {
+        mono_ns: end_ns, ..
+    } = window_end
+    else {
+        unreachable!()
+    };
+    let finished = holder.finish(Duration::from_secs(10)).await.expect("exit");
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let own_window = Duration::from_nanos(end_ns - acquired.sent_ns);
+    let margin_ms = (taken_ns as f64 - end_ns as f64) / 1e6;
+    println!(
+        "slow holder's TTL ended {own_window:?} after it sent its acquire (TTL {TTL} s); \
+         taken over {margin_ms:.1} ms after that"
+    );
+    assert!(
+        own_window > Duration::from_secs(TTL) + Duration::from_millis(50),
+        "libfaketime did not slow the holder's clock: {own_window:?}"
+    );
+    assert!(
+        taken_ns > end_ns,
+        "taken over {:.1} ms before the holder's own TTL ended",
+        -margin_ms
+    );
 }

@@ -1,0 +1,308 @@
+//! The paths a real API server rarely shows, against a mock service (as
+//! kube's own mock tests do): endless conflicts, a missing `Date` header, 404
+//! on create, an expired continue token, a server that never answers.
+
+#![allow(clippy::expect_used)] // a test fails by panicking
+
+use std::time::Duration;
+
+use celers_kube_lease::{lease_name, Error, KubeLeaseLockBackend};
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use serde_json::json;
+use tower_test::mock::{self, Handle};
+
+/// What every response of the mock says the server's clock reads.
+const DATE: &str = "Thu, 26 Nov 2026 06:00:00 GMT";
+const KEY: &str = "nightly-report";
+
+type MockHandle = Handle<Request<Body>, Response<Body>>;
+
+fn backend(
+    configure: impl FnOnce(kube::Client) -> KubeLeaseLockBackend,
+) -> (KubeLeaseLockBackend, MockHandle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    (configure(client), handle)
+}
+
+fn defaults(client: kube::Client) -> KubeLeaseLockBackend {
+    KubeLeaseLockBackend::builder(client)
+        .namespace("ns")
+        .sweep_interval(None)
+        .build()
+        .expect("valid settings")
+}
+
+fn respond(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(http::header::DATE, DATE)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string().into_bytes()))
+        .expect("valid response")
+}
+
+fn status(code: StatusCode, reason: &str) -> Response<Body> {
+    respond(
+        code,
+        json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": reason, "message": reason, "code": code.as_u16() }),
+    )
+}
+
+/// A Lease of this crate for `key`, held by `holder` from the mock's `Date`
+/// for 30 s.
+fn lease(key: &str, holder: &str, resource_version: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": lease_name(key),
+            "namespace": "ns",
+            "uid": "uid-1",
+            "resourceVersion": resource_version,
+            "labels": {
+                "app.kubernetes.io/managed-by": "celers-kube-lease",
+                "celers.io/lock-owner": holder,
+            },
+            "annotations": { "celers.io/lock-key": key },
+        },
+        "spec": {
+            "holderIdentity": holder,
+            "leaseDurationSeconds": 30,
+            "acquireTime": "2026-11-26T06:00:00.000000Z",
+            "renewTime": "2026-11-26T06:00:00.000000Z",
+            "leaseTransitions": 0,
+        },
+    })
+}
+
+/// Serves the next request with `answer`, after checking its method.
+async fn serve(handle: &mut MockHandle, method: Method, answer: Response<Body>) -> Request<Body> {
+    let (request, send) = handle.next_request().await.expect("a request");
+    assert_eq!(request.method(), method, "{}", request.uri());
+    send.send_response(answer);
+    request
+}
+
+#[tokio::test]
+async fn writes_rejected_without_a_change_of_holder_end_in_contended() {
+    let (backend, mut handle) = backend(|client| {
+        KubeLeaseLockBackend::builder(client)
+            .namespace("ns")
+            .conflict_retries(2)
+            .sweep_interval(None)
+            .build()
+            .expect("valid settings")
+    });
+    let server = tokio::spawn(async move {
+        // The holder renews; something keeps editing the Lease without
+        // changing its holder or term, so every patch conflicts.
+        serve(
+            &mut handle,
+            Method::GET,
+            respond(StatusCode::OK, lease(KEY, "me", "1")),
+        )
+        .await;
+        for version in 2..=4 {
+            serve(
+                &mut handle,
+                Method::PATCH,
+                status(StatusCode::CONFLICT, "Conflict"),
+            )
+            .await;
+            let relabelled = lease(KEY, "me", &version.to_string());
+            serve(
+                &mut handle,
+                Method::GET,
+                respond(StatusCode::OK, relabelled),
+            )
+            .await;
+        }
+    });
+    match backend.renew(KEY, "me", 30).await {
+        Err(Error::Contended { attempts, .. }) => assert_eq!(attempts, 3),
+        other => panic!("expected Contended after 2 retries, got {other:?}"),
+    }
+    server.await.expect("server");
+}
+
+#[tokio::test]
+async fn a_write_lost_to_another_owner_is_an_answer() {
+    let (backend, mut handle) = backend(defaults);
+    let server = tokio::spawn(async move {
+        serve(
+            &mut handle,
+            Method::GET,
+            respond(StatusCode::OK, lease(KEY, "me", "1")),
+        )
+        .await;
+        serve(
+            &mut handle,
+            Method::PATCH,
+            status(StatusCode::CONFLICT, "Conflict"),
+        )
+        .await;
+        // Meanwhile the Lease changed hands (a hand edit, or a takeover).
+        serve(
+            &mut handle,
+            Method::GET,
+            respond(StatusCode::OK, lease(KEY, "other", "2")),
+        )
+        .await;
+    });
+    assert!(!backend.renew(KEY, "me", 30).await.expect("an answer"));
+    server.await.expect("server");
+}
+
+#[tokio::test]
+async fn a_response_without_a_date_header_is_an_error() {
+    let (backend, mut handle) = backend(defaults);
+    let server = tokio::spawn(async move {
+        let answer = Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Body::from(b"{}".to_vec()))
+            .expect("valid response");
+        serve(&mut handle, Method::GET, answer).await;
+    });
+    match backend.try_acquire(KEY, "me", 30).await {
+        Err(Error::Unexpected { detail, target, .. }) => {
+            assert!(detail.contains("Date"), "{detail}");
+            assert_eq!(target.lease, Some(lease_name(KEY)));
+        }
+        other => panic!("expected an error about the clock, got {other:?}"),
+    }
+    server.await.expect("server");
+}
+
+#[tokio::test]
+async fn not_found_on_create_is_an_error_not_a_race() {
+    let (backend, mut handle) = backend(defaults);
+    let server = tokio::spawn(async move {
+        serve(
+            &mut handle,
+            Method::GET,
+            status(StatusCode::NOT_FOUND, "NotFound"),
+        )
+        .await;
+        // The namespace is gone: a create answers 404 too.
+        serve(
+            &mut handle,
+            Method::POST,
+            status(StatusCode::NOT_FOUND, "NotFound"),
+        )
+        .await;
+    });
+    match backend.try_acquire(KEY, "me", 30).await {
+        Err(Error::Api { status: 404, .. }) => {}
+        other => panic!("expected HTTP 404, got {other:?}"),
+    }
+    server.await.expect("server");
+}
+
+fn page(items: Vec<serde_json::Value>, continue_token: &str) -> Response<Body> {
+    respond(
+        StatusCode::OK,
+        json!({ "kind": "LeaseList", "apiVersion": "coordination.k8s.io/v1",
+                "metadata": { "continue": continue_token }, "items": items }),
+    )
+}
+
+#[tokio::test]
+async fn an_expired_continue_token_restarts_the_listing() {
+    let (backend, mut handle) = backend(defaults);
+    let server = tokio::spawn(async move {
+        serve(
+            &mut handle,
+            Method::GET,
+            page(vec![lease("a", "me", "1")], "token-1"),
+        )
+        .await;
+        serve(
+            &mut handle,
+            Method::DELETE,
+            status(StatusCode::OK, "Success"),
+        )
+        .await;
+        let second = serve(
+            &mut handle,
+            Method::GET,
+            status(StatusCode::GONE, "Expired"),
+        )
+        .await;
+        assert!(second
+            .uri()
+            .query()
+            .unwrap_or("")
+            .contains("continue=token-1"));
+        // From the first page again: "a" is gone, "b" is new.
+        let restart = serve(
+            &mut handle,
+            Method::GET,
+            page(vec![lease("b", "me", "3")], ""),
+        )
+        .await;
+        assert!(!restart.uri().query().unwrap_or("").contains("continue="));
+        serve(
+            &mut handle,
+            Method::DELETE,
+            status(StatusCode::OK, "Success"),
+        )
+        .await;
+    });
+    assert_eq!(backend.release_all("me").await.expect("released"), 2);
+    server.await.expect("server");
+}
+
+#[tokio::test]
+async fn a_listing_that_keeps_failing_reports_what_it_deleted() {
+    let (backend, mut handle) = backend(defaults);
+    let server = tokio::spawn(async move {
+        serve(
+            &mut handle,
+            Method::GET,
+            page(vec![lease("a", "me", "1")], "token-1"),
+        )
+        .await;
+        serve(
+            &mut handle,
+            Method::DELETE,
+            status(StatusCode::OK, "Success"),
+        )
+        .await;
+        let broken = status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError");
+        serve(&mut handle, Method::GET, broken).await;
+    });
+    match backend.release_all("me").await {
+        Err(Error::Incomplete {
+            deleted, source, ..
+        }) => {
+            assert_eq!(deleted, 1);
+            assert_eq!(source.status(), Some(500));
+        }
+        other => panic!("expected Incomplete with the count, got {other:?}"),
+    }
+    server.await.expect("server");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_server_times_out() {
+    let (backend, mut handle) = backend(|client| {
+        KubeLeaseLockBackend::builder(client)
+            .namespace("ns")
+            .request_timeout(Duration::from_secs(5))
+            .build()
+            .expect("valid settings")
+    });
+    let server = tokio::spawn(async move {
+        // Take the request and never answer it.
+        let (_request, _send) = handle.next_request().await.expect("a request");
+        std::future::pending::<()>().await;
+    });
+    match backend.owner(KEY).await {
+        Err(Error::Timeout { timeout, .. }) => assert_eq!(timeout, Duration::from_secs(5)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    server.abort();
+}
