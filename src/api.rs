@@ -8,11 +8,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt};
 use http::StatusCode;
-use kube::api::{DeleteParams, GetParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, GetParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::client::Body;
 use kube::core::params::Preconditions;
-use kube::core::Request;
+use kube::core::{Request, WatchEvent};
 use serde::de::DeserializeOwned;
 
 use crate::clock::{LocalInstant, Sample, ServerClock, ServerTime};
@@ -182,6 +183,36 @@ impl LeaseApi {
             ..ListParams::default()
         };
         decode(&self.send(self.request.list(&params)).await?)
+    }
+
+    /// Changes of the Lease `name` after `from` (a resourceVersion), or its
+    /// current state first when `from` is `None`, for at most
+    /// `timeout_secs` seconds (the server ends the watch then). Opening it
+    /// is bounded by the request timeout.
+    pub async fn watch(
+        &self,
+        name: &str,
+        from: Option<&str>,
+        timeout_secs: u32,
+    ) -> Result<BoxStream<'static, Result<WatchEvent<Lease>, kube::Error>>, Failure> {
+        let params = WatchParams::default()
+            .fields(&format!("metadata.name={name}"))
+            .timeout(timeout_secs);
+        let request = self
+            .request
+            .watch(&params, from.unwrap_or(""))
+            .map_err(|e| Failure::Unexpected(format!("building the request: {e}")))?;
+        match tokio::time::timeout(self.timeout, self.client.request_events::<Lease>(request)).await
+        {
+            Ok(Ok(events)) => Ok(events.boxed()),
+            Ok(Err(kube::Error::Api(status))) => Err(Failure::Status {
+                code: status.code,
+                reason: status.reason,
+                message: status.message,
+            }),
+            Ok(Err(error)) => Err(Failure::Transport(error)),
+            Err(_) => Err(Failure::Timeout),
+        }
     }
 
     async fn send(

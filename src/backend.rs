@@ -7,7 +7,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::TimeDelta;
 use tracing::Instrument;
 
 use crate::api::{Failure, LeaseApi};
@@ -16,10 +15,10 @@ use crate::clock::ServerTime;
 use crate::config::{Config, KubeLeaseLockBackendBuilder};
 use crate::decision::{self, Step, Write};
 use crate::error::{Error, Operation, Result, Target};
-use crate::input::{check_key, check_owner, check_ttl};
+use crate::input::{check_key, check_key_and_owner, check_ttl};
 use crate::known::Known;
 use crate::lease::{Found, Lease, Marks, Record};
-use crate::naming;
+use crate::naming::Lock;
 
 /// A [`DistributedLockBackend`](celers_core::lock::DistributedLockBackend)
 /// that stores each lock as a `coordination.k8s.io/v1` Lease.
@@ -35,22 +34,34 @@ pub(crate) struct Inner {
     pub api: LeaseApi,
     pub config: Config,
     pub marks: Marks,
-    known: Mutex<Known>,
+    pub known: Mutex<Known>,
     pub sweeper: Sweeper,
 }
 
-/// One lock: its key and the name of its Lease.
-pub(crate) struct Lock<'a> {
-    pub key: &'a str,
-    pub name: String,
+/// Where a decision starts from.
+pub(crate) enum Hint {
+    /// Nothing: read first.
+    Nothing,
+    /// A state that may be stale (remembered, assumed or listed): only a
+    /// successful write is an answer; anything else is decided again from a
+    /// fresh read.
+    Stale(Found),
+    /// A state the server has just sent (a watch event): decided as a read.
+    Fresh(Found),
 }
 
-impl<'a> Lock<'a> {
-    pub fn new(key: &'a str) -> Self {
-        Self {
-            key,
-            name: naming::lease_name(key),
-        }
+/// What one operation on one lock came to.
+pub(crate) enum Decided {
+    /// Its write succeeded: the Lease is now in this state.
+    Wrote(Found),
+    /// The answer is no. The state last seen, when known (a create that
+    /// lost only tells that somebody else created the Lease).
+    Refused(Option<Found>),
+}
+
+impl Decided {
+    pub fn wrote(&self) -> bool {
+        matches!(self, Self::Wrote(_))
     }
 }
 
@@ -125,11 +136,10 @@ impl KubeLeaseLockBackend {
     /// transport errors.
     pub async fn try_acquire(&self, key: &str, owner: &str, ttl_secs: u64) -> Result<bool> {
         let op = Operation::TryAcquire;
-        let ttl = check_input(op, key, owner).and_then(|()| check_ttl(op, ttl_secs))?;
+        let ttl = check_key_and_owner(op, key, owner).and_then(|()| check_ttl(op, ttl_secs))?;
         let span = tracing::debug_span!("try_acquire", key, owner, ttl_secs);
         let decide = |found: &Found, now| decision::try_acquire(found, owner, ttl, now);
-        let written = self.run(op, key, decide).instrument(span).await?;
-        Ok(written.is_some())
+        Ok(self.run(op, key, decide).instrument(span).await?.wrote())
     }
 
     /// Extends the lock `key` held by `owner` to `ttl_secs` from now.
@@ -142,11 +152,10 @@ impl KubeLeaseLockBackend {
     /// As for [`try_acquire`](Self::try_acquire).
     pub async fn renew(&self, key: &str, owner: &str, ttl_secs: u64) -> Result<bool> {
         let op = Operation::Renew;
-        let ttl = check_input(op, key, owner).and_then(|()| check_ttl(op, ttl_secs))?;
+        let ttl = check_key_and_owner(op, key, owner).and_then(|()| check_ttl(op, ttl_secs))?;
         let span = tracing::debug_span!("renew", key, owner, ttl_secs);
         let decide = |found: &Found, now| decision::renew(found, owner, ttl, now);
-        let written = self.run(op, key, decide).instrument(span).await?;
-        Ok(written.is_some())
+        Ok(self.run(op, key, decide).instrument(span).await?.wrote())
     }
 
     /// Deletes the lock `key` if `owner` holds it (live, or expired and not
@@ -157,11 +166,10 @@ impl KubeLeaseLockBackend {
     /// As for [`try_acquire`](Self::try_acquire), without the TTL.
     pub async fn release(&self, key: &str, owner: &str) -> Result<bool> {
         let op = Operation::Release;
-        check_input(op, key, owner)?;
+        check_key_and_owner(op, key, owner)?;
         let span = tracing::debug_span!("release", key, owner);
         let decide = |found: &Found, _| decision::release(found, owner);
-        let written = self.run(op, key, decide).instrument(span).await?;
-        Ok(written.is_some())
+        Ok(self.run(op, key, decide).instrument(span).await?.wrote())
     }
 
     /// Whether the lock `key` has a live holder. Always one read.
@@ -181,46 +189,6 @@ impl KubeLeaseLockBackend {
     /// As for [`is_locked`](Self::is_locked).
     pub async fn owner(&self, key: &str) -> Result<Option<String>> {
         self.holder(Operation::Owner, key).await
-    }
-
-    /// Deletes every lock `owner` holds in the namespace, live or expired, and
-    /// returns how many it deleted. Leases are selected on the server by the
-    /// owner label, page by page, and each is deleted only if its holder is
-    /// still `owner` at that moment.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidInput`] for a bad owner; [`Error::Incomplete`], with
-    /// the count, when an error stopped it after some deletes; otherwise the
-    /// first API, timeout or transport error. Every listed Lease is
-    /// attempted before a delete error is returned; calling again is safe.
-    pub async fn release_all(&self, owner: &str) -> Result<u64> {
-        let op = Operation::ReleaseAll;
-        check_owner(op, owner)?;
-        let selector = self.inner.marks.owner_selector(owner);
-        let span = tracing::debug_span!("release_all", owner);
-        self.delete_listed(op, &selector, |found, _| decision::release(found, owner))
-            .instrument(span)
-            .await
-    }
-
-    /// Deletes the Leases of this crate in the namespace (any owner) that have
-    /// been expired for longer than the sweep grace, and returns how many.
-    /// Live Leases and Leases not made by this crate are never touched; each
-    /// delete is conditional on the state that was judged expired.
-    ///
-    /// Also runs in the background (see the builder's `sweep_interval`).
-    ///
-    /// # Errors
-    ///
-    /// As for [`release_all`](Self::release_all).
-    pub async fn sweep_expired(&self) -> Result<u64> {
-        let grace = self.sweep_grace();
-        let decide = move |found: &Found, now| decision::sweep(found, now, grace);
-        let selector = self.inner.marks.all_locks_selector();
-        self.delete_listed(Operation::SweepExpired, &selector, decide)
-            .instrument(tracing::debug_span!("sweep_expired"))
-            .await
     }
 
     async fn holder(&self, op: Operation, key: &str) -> Result<Option<String>> {
@@ -246,10 +214,11 @@ impl KubeLeaseLockBackend {
         op: Operation,
         key: &str,
         decide: impl Fn(&Found, ServerTime) -> Step,
-    ) -> Result<Option<Found>> {
+    ) -> Result<Decided> {
         let lock = Lock::new(key);
         let hint = self.remembered(&lock).map(Found::Ours);
         let hint = hint.or_else(|| self.assume_missing());
+        let hint = hint.map_or(Hint::Nothing, Hint::Stale);
         self.decide_and_write(op, &lock, hint, decide).await
     }
 
@@ -258,42 +227,43 @@ impl KubeLeaseLockBackend {
     /// (the first call reads, to learn it) its Lease is assumed absent and
     /// created: one request instead of a read and a create. A create that
     /// finds the Lease there fails with 409, and the backend reads it.
-    fn assume_missing(&self) -> Option<Found> {
+    pub(crate) fn assume_missing(&self) -> Option<Found> {
         self.inner.api.server_time().map(|_| Found::Missing)
     }
 
-    /// Decides from `hint` (a remembered, assumed or listed state) or from a
-    /// fresh read, writes, and when the write loses a race reads and decides
-    /// again. A write decided from a fresh read that loses to another
-    /// owner's acquisition answers `None`: that owner held the lock then.
+    /// Decides from `hint` or from a fresh read, writes, and when the write
+    /// loses a race reads and decides again. A write decided from a fresh
+    /// state that loses to another owner's acquisition is refused: that
+    /// owner held the lock then.
     pub(crate) async fn decide_and_write(
         &self,
         op: Operation,
         lock: &Lock<'_>,
-        hint: Option<Found>,
+        hint: Hint,
         decide: impl Fn(&Found, ServerTime) -> Step,
-    ) -> Result<Option<Found>> {
+    ) -> Result<Decided> {
         let (mut found, mut fresh) = match hint {
-            Some(found) => (found, false),
-            None => (self.read(op, lock).await?, true),
+            Hint::Stale(found) => (found, false),
+            Hint::Fresh(found) => (found, true),
+            Hint::Nothing => (self.read(op, lock).await?, true),
         };
         let mut conflicts = 0;
         loop {
             let now = self.server_time(op, lock)?;
             match decide(&found, now) {
                 Step::Foreign if fresh => return Err(self.foreign(op, lock)),
-                Step::Answer(_) if fresh => return Ok(None),
+                Step::Answer(_) if fresh => return Ok(Decided::Refused(Some(found))),
                 Step::Answer(_) | Step::Foreign => {}
                 Step::Write(write) => {
                     let created = matches!(write, Write::Create(_));
                     match self.write(op, lock, write).await? {
-                        Written::Done(state) => return Ok(Some(state)),
+                        Written::Done(state) => return Ok(Decided::Wrote(state)),
                         // Another owner created the Lease since our read.
-                        Written::Lost if fresh && created => return Ok(None),
+                        Written::Lost if fresh && created => return Ok(Decided::Refused(None)),
                         Written::Lost if fresh => {
                             let after = self.read(op, lock).await?;
                             if decision::lost_to_another(&found, &after) {
-                                return Ok(None);
+                                return Ok(Decided::Refused(Some(after)));
                             }
                             conflicts += 1;
                             if conflicts > self.inner.config.conflict_retries {
@@ -401,28 +371,6 @@ impl KubeLeaseLockBackend {
             })
     }
 
-    fn remembered(&self, lock: &Lock<'_>) -> Option<Record> {
-        self.inner.known.lock().ok()?.get(&lock.name, lock.key)
-    }
-
-    fn remember(&self, lock: &Lock<'_>, found: &Found) {
-        let now = self.inner.api.server_time();
-        if let Ok(mut known) = self.inner.known.lock() {
-            known.remember(&lock.name, lock.key, found, now, self.sweep_grace());
-        }
-    }
-
-    fn forget(&self, lock: &Lock<'_>) {
-        if let Ok(mut known) = self.inner.known.lock() {
-            known.forget(&lock.name);
-        }
-    }
-
-    pub(crate) fn sweep_grace(&self) -> TimeDelta {
-        // Validated to at most 366 days by the builder.
-        TimeDelta::from_std(self.inner.config.sweep_grace).unwrap_or(TimeDelta::MAX)
-    }
-
     pub(crate) fn target(&self, lock: Option<&Lock<'_>>) -> Target {
         Target {
             namespace: self.inner.config.namespace.clone(),
@@ -441,9 +389,4 @@ impl KubeLeaseLockBackend {
     pub(crate) fn failed(&self, op: Operation, lock: Option<&Lock<'_>>, failure: Failure) -> Error {
         failure.into_error(op, self.target(lock), self.inner.config.request_timeout)
     }
-}
-
-fn check_input(op: Operation, key: &str, owner: &str) -> Result<()> {
-    check_key(op, key)?;
-    check_owner(op, owner)
 }

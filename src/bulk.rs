@@ -7,17 +7,62 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
-use crate::backend::{KubeLeaseLockBackend, Lock};
+use tracing::Instrument;
+
+use crate::backend::{Decided, Hint, KubeLeaseLockBackend};
 use crate::clock::{LocalInstant, ServerTime};
+use crate::decision;
 use crate::decision::Step;
 use crate::error::{Error, Operation, Result};
+use crate::input::check_owner;
 use crate::lease::{Found, Record};
+use crate::naming::Lock;
 
 /// How often a listing restarts from the first page when its continue token
 /// expired (410 Gone) before it gives up.
 const MAX_LIST_RESTARTS: u32 = 3;
 
 impl KubeLeaseLockBackend {
+    /// Deletes every lock `owner` holds in the namespace, live or expired, and
+    /// returns how many it deleted. Leases are selected on the server by the
+    /// owner label, page by page, and each is deleted only if its holder is
+    /// still `owner` at that moment.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a bad owner; [`Error::Incomplete`], with
+    /// the count, when an error stopped it after some deletes; otherwise the
+    /// first API, timeout or transport error. Every listed Lease is
+    /// attempted before a delete error is returned; calling again is safe.
+    pub async fn release_all(&self, owner: &str) -> Result<u64> {
+        let op = Operation::ReleaseAll;
+        check_owner(op, owner)?;
+        let selector = self.inner.marks.owner_selector(owner);
+        let span = tracing::debug_span!("release_all", owner);
+        self.delete_listed(op, &selector, |found, _| decision::release(found, owner))
+            .instrument(span)
+            .await
+    }
+
+    /// Deletes the Leases of this crate in the namespace (any owner) that have
+    /// been expired for longer than the sweep grace, and returns how many.
+    /// Live Leases and Leases not made by this crate are never touched; each
+    /// delete is conditional on the state that was judged expired.
+    ///
+    /// Also runs in the background (see the builder's `sweep_interval`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`release_all`](Self::release_all).
+    pub async fn sweep_expired(&self) -> Result<u64> {
+        let grace = self.sweep_grace();
+        let decide = move |found: &Found, now| decision::sweep(found, now, grace);
+        let selector = self.inner.marks.all_locks_selector();
+        self.delete_listed(Operation::SweepExpired, &selector, decide)
+            .instrument(tracing::debug_span!("sweep_expired"))
+            .await
+    }
+
     /// Lists the Leases matching `selector` and runs `decide` on each, with
     /// the listed state as the hint. Returns how many writes succeeded.
     pub(crate) async fn delete_listed(
@@ -67,18 +112,19 @@ impl KubeLeaseLockBackend {
                 })
                 .filter(|(_, found)| matches!(decide(found, now), Step::Write(_)))
                 .collect();
-            let outcomes: Vec<Result<Option<Found>>> = stream::iter(candidates)
+            let outcomes: Vec<Result<Decided>> = stream::iter(candidates)
                 .map(|(key, found)| async move {
                     let lock = Lock::new(&key);
-                    self.decide_and_write(op, &lock, Some(found), decide).await
+                    self.decide_and_write(op, &lock, Hint::Stale(found), decide)
+                        .await
                 })
                 .buffer_unordered(config.delete_concurrency)
                 .collect()
                 .await;
             for outcome in outcomes {
                 match outcome {
-                    Ok(Some(_)) => deleted += 1,
-                    Ok(None) => {}
+                    Ok(Decided::Wrote(_)) => deleted += 1,
+                    Ok(Decided::Refused(_)) => {}
                     Err(error) => {
                         tracing::warn!(%error, "deleting a listed Lease failed");
                         first_error.get_or_insert(error);

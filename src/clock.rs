@@ -114,6 +114,11 @@ impl LocalInstant {
         Self(since)
     }
 
+    /// `self + span`, at most the end of time.
+    pub fn saturating_add(self, span: Duration) -> Self {
+        Self(self.0.saturating_add(span))
+    }
+
     /// Time from `earlier` to `self`, zero if `earlier` is later.
     pub fn saturating_since(self, earlier: Self) -> Duration {
         self.0.saturating_sub(earlier.0)

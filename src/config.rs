@@ -19,6 +19,7 @@ pub(crate) struct Config {
     pub page_size: u32,
     pub delete_concurrency: usize,
     pub api_server_skew: Duration,
+    pub guard_renewals_per_ttl: u32,
 }
 
 /// Default `fieldManager` of every write.
@@ -48,6 +49,7 @@ impl Config {
             page_size: 500,
             delete_concurrency: 16,
             api_server_skew: Duration::from_millis(250),
+            guard_renewals_per_ttl: 3,
         }
     }
 
@@ -133,6 +135,12 @@ impl Config {
                     "{:?} is more than {MAX_API_SERVER_SKEW:?}",
                     self.api_server_skew
                 ),
+            );
+        }
+        if !(2..=60).contains(&self.guard_renewals_per_ttl) {
+            return invalid(
+                "guard_renewals_per_ttl",
+                format!("{} is not in 2..=60", self.guard_renewals_per_ttl),
             );
         }
         if !(1..=5000).contains(&self.page_size) {
@@ -273,6 +281,14 @@ impl KubeLeaseLockBackendBuilder {
         self
     }
 
+    /// How many times per TTL a [`LockGuard`](crate::LockGuard) renews its
+    /// lock; each renewal, with all its requests, is bounded by TTL / this.
+    /// In 2..=60. Default: 3 (every third of the TTL).
+    pub fn guard_renewals_per_ttl(mut self, renewals: u32) -> Self {
+        self.config.guard_renewals_per_ttl = renewals;
+        self
+    }
+
     /// Validates the settings and builds the backend. Sends nothing.
     ///
     /// # Errors
@@ -404,6 +420,13 @@ mod tests {
                     ..base.clone()
                 },
                 "api_server_skew",
+            ),
+            (
+                Config {
+                    guard_renewals_per_ttl: 1,
+                    ..base.clone()
+                },
+                "guard_renewals_per_ttl",
             ),
             (
                 Config {

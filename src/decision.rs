@@ -113,6 +113,17 @@ pub struct Foreign;
 ///   term (`acquireTime` is now, and `leaseTransitions` grows by one when the
 ///   holder changes).
 pub fn try_acquire(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -> Step {
+    take(found, owner, ttl_secs, now, true)
+}
+
+/// `try_lock(owner, ttl)`, the start of a guard's tenure: as
+/// [`try_acquire`], but a lock `owner` already holds gets a new term too, so
+/// that every guard has its own tenure (and fencing token).
+pub fn lock(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -> Step {
+    take(found, owner, ttl_secs, now, false)
+}
+
+fn take(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime, renew_own: bool) -> Step {
     let written = write_time(now, ttl_secs);
     let record = match found {
         Found::Missing => {
@@ -131,7 +142,7 @@ pub fn try_acquire(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -
     if !held_by_owner && !is_expired(record, now) {
         return Step::Answer(false);
     }
-    if held_by_owner && is_certainly_live(record, now) {
+    if renew_own && held_by_owner && is_certainly_live(record, now) {
         return Step::Write(renewal(record, owner, ttl_secs, now));
     }
     let transitions = if held_by_owner {
@@ -149,6 +160,61 @@ pub fn try_acquire(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -
             transitions,
         },
     })
+}
+
+/// A guard's tenure: the holder and the `acquireTime` its first write gave
+/// the Lease. A renewal keeps both; a new term or another holder ends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tenure {
+    /// The owner.
+    pub holder: String,
+    /// When the tenure started, as written into the Lease.
+    pub since: DateTime<Utc>,
+}
+
+impl Tenure {
+    /// The tenure a Lease shows, if it has a holder and an `acquireTime`.
+    pub fn of(record: &Record) -> Option<Self> {
+        Some(Self {
+            holder: record.holder.clone()?,
+            since: record.acquire_time?,
+        })
+    }
+
+    fn is_current(&self, record: &Record) -> bool {
+        Self::of(record).as_ref() == Some(self)
+    }
+}
+
+/// A guard's renewal: only while its own tenure is current and certainly
+/// live.
+pub fn renew_tenure(found: &Found, tenure: &Tenure, ttl_secs: i32, now: ServerTime) -> Step {
+    match found {
+        Found::Foreign => Step::Foreign,
+        Found::Ours(record) if tenure.is_current(record) && is_certainly_live(record, now) => {
+            Step::Write(renewal(record, &tenure.holder, ttl_secs, now))
+        }
+        _ => Step::Answer(false),
+    }
+}
+
+/// A guard's release: deletes the Lease only while its own tenure is
+/// current (live, or expired and not taken over).
+pub fn release_tenure(found: &Found, tenure: &Tenure) -> Step {
+    match found {
+        Found::Foreign => Step::Foreign,
+        Found::Ours(record) if tenure.is_current(record) => Step::Write(deletion(record)),
+        _ => Step::Answer(false),
+    }
+}
+
+/// When a waiter should look again: the server time at which the lock's
+/// holder is certainly expired, or `None` when it is free already.
+pub fn expires_at(found: &Found) -> Option<DateTime<Utc>> {
+    match found {
+        Found::Ours(record) => record.expires_at(),
+        Found::Missing | Found::Foreign => None,
+    }
 }
 
 /// `renew(owner, ttl)`: only the holder of a certainly live lock renews; an
@@ -567,6 +633,61 @@ mod tests {
         );
         assert_eq!(sweep(&Found::Missing, late, grace), Step::Answer(false));
         assert_eq!(sweep(&Found::Foreign, late, grace), Step::Answer(false));
+    }
+
+    #[test]
+    fn a_lock_always_starts_a_new_tenure() {
+        // Held by another owner: refused, like try_acquire.
+        assert_eq!(
+            lock(&held("other", 0, TTL), "me", TTL, now(1, 5)),
+            Step::Answer(false)
+        );
+        // Already held by the owner: a new term, not a renewal.
+        let (_, holding) = update(lock(&held("me", 0, TTL), "me", TTL, now(1, 5)));
+        assert_eq!(holding.acquire_time, write_time(now(1, 5), TTL));
+        assert_eq!(holding.transitions, 4);
+        assert!(matches!(
+            lock(&Found::Missing, "me", TTL, now(1, 5)),
+            Step::Write(Write::Create(_))
+        ));
+        assert_eq!(lock(&Found::Foreign, "me", TTL, now(1, 5)), Step::Foreign);
+    }
+
+    #[test]
+    fn a_tenure_is_renewed_and_released_only_while_current() {
+        let Found::Ours(record) = held("me", 0, TTL) else {
+            unreachable!()
+        };
+        let tenure = Tenure::of(&record).expect("held");
+        let mine = Found::Ours(record.clone());
+        let (_, holding) = update(renew_tenure(&mine, &tenure, TTL, now(1, 5)));
+        assert_eq!(
+            holding.acquire_time, tenure.since,
+            "a renewal keeps the tenure"
+        );
+        assert!(matches!(
+            release_tenure(&mine, &tenure),
+            Step::Write(Write::Delete { .. })
+        ));
+
+        let mut next_term = record.clone();
+        next_term.acquire_time = Some(t(1));
+        let mut taken = record.clone();
+        taken.holder = Some("other".into());
+        for found in [Found::Ours(next_term), Found::Ours(taken), Found::Missing] {
+            assert_eq!(
+                renew_tenure(&found, &tenure, TTL, now(2, 5)),
+                Step::Answer(false)
+            );
+            assert_eq!(release_tenure(&found, &tenure), Step::Answer(false));
+        }
+        assert_eq!(
+            renew_tenure(&mine, &tenure, TTL, now(TTL as i64, 500)),
+            Step::Answer(false),
+            "possibly expired"
+        );
+        assert_eq!(expires_at(&mine), Some(t(TTL as i64)));
+        assert_eq!(expires_at(&Found::Missing), None);
     }
 
     #[test]

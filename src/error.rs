@@ -24,6 +24,10 @@ pub enum Operation {
     ReleaseAll,
     /// `sweep_expired`
     SweepExpired,
+    /// `try_lock`
+    TryLock,
+    /// `lock`
+    Lock,
     /// Building the backend.
     Build,
 }
@@ -38,6 +42,8 @@ impl fmt::Display for Operation {
             Self::Owner => "owner",
             Self::ReleaseAll => "release_all",
             Self::SweepExpired => "sweep_expired",
+            Self::TryLock => "try_lock",
+            Self::Lock => "lock",
             Self::Build => "build",
         })
     }
@@ -45,6 +51,7 @@ impl fmt::Display for Operation {
 
 /// Which lock, or which Leases, an operation was working on.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Target {
     /// The namespace of the Leases.
     pub namespace: String,
@@ -158,6 +165,23 @@ pub enum Error {
         target: Target,
     },
 
+    /// The API server's resourceVersions are not decimal integers, so no
+    /// fencing token can be given: guards need Kubernetes 1.35 or newer
+    /// (KEP-5504), not an aggregated API server with opaque versions. The
+    /// lock that was taken has been released.
+    #[error(
+        "{operation} of {target}: resourceVersion {resource_version:?} is not a decimal integer, \
+         so it cannot be a fencing token (guards need Kubernetes 1.35 or newer); the lock was released"
+    )]
+    NoFencingToken {
+        /// The operation called.
+        operation: Operation,
+        /// The lock it worked on.
+        target: Target,
+        /// What the API server sent.
+        resource_version: String,
+    },
+
     /// `release_all` or `sweep_expired` stopped part-way (the list failed,
     /// or some deletes did): `deleted` Leases were deleted before that.
     /// Calling again is safe.
@@ -212,6 +236,7 @@ impl Error {
             | Self::Unexpected { operation, .. }
             | Self::ForeignLease { operation, .. }
             | Self::Incomplete { operation, .. }
+            | Self::NoFencingToken { operation, .. }
             | Self::Contended { operation, .. } => *operation,
         }
     }
@@ -227,9 +252,10 @@ impl Error {
 
     pub(crate) fn class(&self) -> Class {
         match self {
-            Self::InvalidInput { .. } | Self::InvalidConfig { .. } | Self::ForeignLease { .. } => {
-                Class::Configuration
-            }
+            Self::InvalidInput { .. }
+            | Self::InvalidConfig { .. }
+            | Self::ForeignLease { .. }
+            | Self::NoFencingToken { .. } => Class::Configuration,
             Self::Timeout { .. } => Class::Timeout,
             Self::Incomplete { source, .. } => source.class(),
             Self::Api { .. }

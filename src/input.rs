@@ -1,5 +1,7 @@
 //! Checks of the arguments of every call, before anything is sent.
 
+use std::time::Duration;
+
 use crate::error::{Error, Operation, Result};
 
 /// Longest key accepted, in bytes (it is stored in an annotation).
@@ -64,6 +66,29 @@ pub fn check_ttl(operation: Operation, ttl_secs: u64) -> Result<i32> {
     }
 }
 
+/// A guard's TTL: whole seconds in `1..=i32::MAX`.
+pub fn check_ttl_duration(operation: Operation, ttl: Duration) -> Result<i32> {
+    let whole = ttl.subsec_nanos() == 0;
+    match i32::try_from(ttl.as_secs()) {
+        Ok(secs) if secs >= 1 && whole => Ok(secs),
+        _ => Err(Error::InvalidInput {
+            operation,
+            input: "ttl",
+            reason: format!(
+                "{ttl:?} is not a whole number of seconds in 1..={} \
+                 (leaseDurationSeconds is an int32 of seconds)",
+                i32::MAX
+            ),
+        }),
+    }
+}
+
+/// A key and an owner, as every call on one lock takes them.
+pub fn check_key_and_owner(operation: Operation, key: &str, owner: &str) -> Result<()> {
+    check_key(operation, key)?;
+    check_owner(operation, owner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +123,24 @@ mod tests {
             input(check_owner(op, &"o".repeat(MAX_OWNER_BYTES + 1))),
             "owner"
         );
+    }
+
+    #[test]
+    fn guard_ttls_are_whole_seconds() {
+        let op = Operation::TryLock;
+        assert_eq!(
+            check_ttl_duration(op, Duration::from_secs(30)).ok(),
+            Some(30)
+        );
+        for bad in [
+            Duration::ZERO,
+            Duration::from_millis(1_500),
+            Duration::from_millis(999),
+            Duration::from_secs(i32::MAX as u64 + 1),
+            Duration::MAX,
+        ] {
+            assert_eq!(input(check_ttl_duration(op, bad)), "ttl", "{bad:?}");
+        }
     }
 
     #[test]

@@ -72,14 +72,21 @@ mod clock;
 mod config;
 mod decision;
 mod error;
+mod fencing;
+mod guard;
 mod input;
 mod known;
 mod lease;
 mod naming;
+mod wait;
 
 pub use backend::KubeLeaseLockBackend;
 pub use config::{KubeLeaseLockBackendBuilder, DEFAULT_FIELD_MANAGER, DEFAULT_LABEL_PREFIX};
 pub use error::{Error, Operation, Result, Target};
+pub use fencing::FencingToken;
+pub use guard::LockGuard;
 pub use input::{MAX_KEY_BYTES, MAX_OWNER_BYTES};
 pub use lease::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 pub use naming::{lease_name, owner_label_value};
+/// The type of [`LockGuard::lost`], re-exported from `tokio-util`.
+pub use tokio_util::sync::CancellationToken;

@@ -51,6 +51,21 @@ pub fn owner_label_value(owner: &str) -> String {
     format!("{readable}-{}", short_hash(owner))
 }
 
+/// One lock: its key and the name of its Lease.
+pub struct Lock<'a> {
+    pub key: &'a str,
+    pub name: String,
+}
+
+impl<'a> Lock<'a> {
+    pub fn new(key: &'a str) -> Self {
+        Self {
+            key,
+            name: lease_name(key),
+        }
+    }
+}
+
 /// Whether `value` may be used as a Kubernetes label value.
 pub fn is_valid_label_value(value: &str) -> bool {
     value.len() <= LABEL_VALUE_MAX

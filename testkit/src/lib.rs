@@ -7,9 +7,12 @@
 //! missing: cluster tests never skip silently. Fault tests that kill the API
 //! server start a [`ControlPlane`] of their own.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -83,6 +86,27 @@ impl Cluster {
         self.client_from(kubeconfig).await
     }
 
+    /// A new client that counts the requests it sends.
+    pub async fn counting_client(&self) -> (Client, RequestCounts) {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("valid kubeconfig");
+        let counts = RequestCounts::default();
+        let layer = {
+            let counts = counts.clone();
+            tower::layer::layer_fn(move |inner| Counting {
+                inner,
+                counts: counts.clone(),
+            })
+        };
+        let client = kube::client::ClientBuilder::try_from(config)
+            .expect("client builder")
+            .with_layer(&layer)
+            .build();
+        (client, counts)
+    }
+
     async fn client_from(&self, kubeconfig: Kubeconfig) -> Client {
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
@@ -142,6 +166,74 @@ impl Cluster {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default()
+    }
+}
+
+/// Requests a [`Cluster::counting_client`] sent, by kind: `GET`, `WATCH`,
+/// `POST`, `PATCH`, `PUT`, `DELETE`.
+#[derive(Clone, Debug, Default)]
+pub struct RequestCounts(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl RequestCounts {
+    /// Requests of one kind so far.
+    pub fn get(&self, kind: &str) -> u64 {
+        self.0
+            .lock()
+            .expect("counts")
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Writes so far: creates, patches, updates and deletes.
+    pub fn writes(&self) -> u64 {
+        ["POST", "PATCH", "PUT", "DELETE"]
+            .iter()
+            .map(|kind| self.get(kind))
+            .sum()
+    }
+
+    /// Reads so far, watches not included.
+    pub fn reads(&self) -> u64 {
+        self.get("GET")
+    }
+
+    fn count<B>(&self, request: &http::Request<B>) {
+        let watch = request.uri().query().is_some_and(|query| {
+            query
+                .split('&')
+                .any(|pair| pair == "watch=true" || pair == "watch=1")
+        });
+        let kind = if watch {
+            "WATCH".to_owned()
+        } else {
+            request.method().as_str().to_owned()
+        };
+        *self.0.lock().expect("counts").entry(kind).or_default() += 1;
+    }
+}
+
+#[derive(Clone)]
+struct Counting<S> {
+    inner: S,
+    counts: RequestCounts,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Counting<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.counts.count(&request);
+        self.inner.call(request)
     }
 }
 

@@ -1,0 +1,377 @@
+//! Lock guards: a tenure of a lock with a fencing token, renewed in the
+//! background, that says as soon as it can no longer prove it holds the
+//! lock.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::backend::{Decided, Hint, KubeLeaseLockBackend};
+use crate::clock::{self, LocalInstant};
+use crate::decision::{self, Tenure};
+use crate::error::{Error, Operation, Result};
+use crate::fencing::FencingToken;
+use crate::input::{check_key_and_owner, check_ttl_duration};
+use crate::lease::{Found, Record};
+use crate::naming::Lock;
+
+/// Longest sleep of a guard's renewal task between two looks at the local
+/// clock: Tokio's timers stop while the machine is suspended, the local
+/// clock does not.
+const MAX_TICK: Duration = Duration::from_secs(1);
+
+impl KubeLeaseLockBackend {
+    /// Takes the lock `key` for `owner` with one attempt, as a guard with a
+    /// fencing token that renews it in the background. `None` if another
+    /// owner holds it.
+    ///
+    /// Every guard is a tenure of its own: if `owner` already holds the
+    /// lock (another guard, or `try_acquire`), it gets a new term, a new
+    /// token, and the earlier tenure ends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a bad key or owner, or a TTL that is not
+    /// a whole number of seconds in `1..=i32::MAX`; [`Error::NoFencingToken`]
+    /// on an API server older than Kubernetes 1.35; otherwise as for
+    /// [`try_acquire`](Self::try_acquire).
+    pub async fn try_lock(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<LockGuard>> {
+        let op = Operation::TryLock;
+        check_key_and_owner(op, key, owner)?;
+        let ttl_secs = check_ttl_duration(op, ttl)?;
+        let span = tracing::debug_span!("try_lock", key, owner, ttl_secs);
+        async {
+            let sent = LocalInstant::now();
+            let decide = |found: &Found, now| decision::lock(found, owner, ttl_secs, now);
+            match self.run(op, key, decide).await? {
+                Decided::Wrote(found) => self.guard(op, key, found, sent, ttl).await.map(Some),
+                Decided::Refused(_) => Ok(None),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Takes the lock `key` for `owner` as a guard, waiting up to `wait` for
+    /// it; `None` when `wait` elapsed first.
+    ///
+    /// Waiting is driven by a watch of the lock's one Lease: a waiter wakes
+    /// when the Lease is deleted or changes, and at the holder's expiry by
+    /// the server's clock otherwise. While another owner holds the lock it
+    /// sends no writes, and no reads either: the watch brings each change.
+    /// When the lock comes free, each waiter sends one write (a create, or a
+    /// conditional takeover); one wins, and each loser learns it from the
+    /// answer (a takeover that loses reads the Lease once). So a handoff
+    /// costs at most one write and one read per waiter, and no waiter polls.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_lock`](Self::try_lock); also the errors of the watch
+    /// (for example HTTP 403 without the `watch` verb on leases).
+    pub async fn lock(
+        &self,
+        key: &str,
+        owner: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Option<LockGuard>> {
+        let op = Operation::Lock;
+        check_key_and_owner(op, key, owner)?;
+        let ttl_secs = check_ttl_duration(op, ttl)?;
+        let span = tracing::debug_span!("lock", key, owner, ttl_secs, ?wait);
+        async {
+            let deadline = tokio::time::Instant::now().checked_add(wait);
+            let lock = Lock::new(key);
+            let decide = |found: &Found, now| decision::lock(found, owner, ttl_secs, now);
+            match self.wait_and_write(op, &lock, decide, deadline).await? {
+                Some((found, sent)) => self.guard(op, key, found, sent, ttl).await.map(Some),
+                None => Ok(None),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// A guard for the tenure a write of `op` started at local time `sent`.
+    async fn guard(
+        &self,
+        op: Operation,
+        key: &str,
+        found: Found,
+        sent: LocalInstant,
+        ttl: Duration,
+    ) -> Result<LockGuard> {
+        let lock = Lock::new(key);
+        let unexpected = |detail: &str| Error::Unexpected {
+            operation: op,
+            target: self.target(Some(&lock)),
+            detail: detail.to_owned(),
+        };
+        let Found::Ours(record) = found else {
+            return Err(unexpected("the Lease was not there after it was written"));
+        };
+        let tenure = Tenure::of(&record).ok_or_else(|| unexpected("the Lease has no holder"))?;
+        let runtime = tokio::runtime::Handle::try_current();
+        let token = FencingToken::from_resource_version(&record.resource_version);
+        let (Some(token), Ok(runtime)) = (token, runtime) else {
+            let resource_version = record.resource_version.clone();
+            let released = self.release_tenure(op, key, &tenure, record).await;
+            if let Err(error) = released {
+                tracing::warn!(%error, "releasing a lock that cannot be guarded failed");
+            }
+            return Err(match token {
+                None => Error::NoFencingToken {
+                    operation: op,
+                    target: self.target(Some(&lock)),
+                    resource_version,
+                },
+                Some(_) => unexpected("a guard needs a Tokio runtime to renew its lock"),
+            });
+        };
+        let renew_every = ttl / self.inner.config.guard_renewals_per_ttl;
+        let shared = Arc::new(Shared {
+            backend: self.clone(),
+            key: key.to_owned(),
+            tenure,
+            token,
+            ttl,
+            lost: CancellationToken::new(),
+            held: Mutex::new(Held {
+                deadline: deadline(sent, ttl),
+                record,
+            }),
+        });
+        let renewal = runtime.spawn(renew(Arc::clone(&shared), renew_every));
+        Ok(LockGuard {
+            shared,
+            renewal: Some(renewal),
+        })
+    }
+
+    async fn release_tenure(
+        &self,
+        op: Operation,
+        key: &str,
+        tenure: &Tenure,
+        record: Record,
+    ) -> Result<bool> {
+        let lock = Lock::new(key);
+        let decide = |found: &Found, _| decision::release_tenure(found, tenure);
+        let hint = Hint::Stale(Found::Ours(record));
+        let decided = self.decide_and_write(op, &lock, hint, decide).await?;
+        Ok(decided.wrote())
+    }
+}
+
+/// The end of a tenure by the local clock: the send time of its last
+/// successful write plus the TTL, less the drift allowance, so that it comes
+/// before anyone else can take the lock by the server's clock.
+fn deadline(sent: LocalInstant, ttl: Duration) -> LocalInstant {
+    sent.saturating_add(ttl.saturating_sub(clock::drift_over(ttl)))
+}
+
+/// A held lock: a tenure with a fencing token, renewed in the background
+/// until it is released, dropped or lost.
+///
+/// Dropping a guard stops the renewal, cancels [`lost`](Self::lost) and, when
+/// a Tokio runtime is at hand, spawns a best-effort release; call
+/// [`release`](Self::release) to know whether the release worked.
+#[must_use = "dropping a LockGuard releases the lock"]
+#[derive(Debug)]
+pub struct LockGuard {
+    shared: Arc<Shared>,
+    renewal: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    backend: KubeLeaseLockBackend,
+    key: String,
+    tenure: Tenure,
+    token: FencingToken,
+    ttl: Duration,
+    lost: CancellationToken,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug)]
+struct Held {
+    /// The Lease as the last successful write left it.
+    record: Record,
+    /// When the guard stops claiming the lock unless a renewal succeeds.
+    deadline: LocalInstant,
+}
+
+impl LockGuard {
+    /// The lock's key.
+    pub fn key(&self) -> &str {
+        &self.shared.key
+    }
+
+    /// The owner holding it.
+    pub fn owner(&self) -> &str {
+        &self.shared.tenure.holder
+    }
+
+    /// The fencing token of this tenure; see [`FencingToken`].
+    pub fn fencing_token(&self) -> FencingToken {
+        self.shared.token
+    }
+
+    /// The TTL each renewal asks for.
+    pub fn ttl(&self) -> Duration {
+        self.shared.ttl
+    }
+
+    /// Cancelled as soon as the guard can no longer prove it holds the lock:
+    /// a renewal was answered "not held", or the local deadline (the send
+    /// time of the last successful write plus the TTL, less the drift
+    /// allowance) passed without a successful renewal, which is always
+    /// before another owner can take the lock; also when the guard is
+    /// released or dropped. Select on `lost().cancelled()` to stop work.
+    pub fn lost(&self) -> CancellationToken {
+        self.shared.lost.clone()
+    }
+
+    /// Whether the guard can still prove it holds the lock (checked against
+    /// the local clock now, so also right after a suspend).
+    pub fn is_held(&self) -> bool {
+        !self.shared.lost.is_cancelled() && LocalInstant::now() < self.shared.deadline()
+    }
+
+    /// Stops the renewal and deletes the Lease if this tenure is still
+    /// current (conditional delete). `Ok(false)` if the lock had been lost.
+    ///
+    /// # Errors
+    ///
+    /// API, timeout and transport errors; the renewal has stopped anyway.
+    pub async fn release(mut self) -> Result<bool> {
+        self.stop();
+        let shared = Arc::clone(&self.shared);
+        shared.release().await
+    }
+
+    fn stop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+        self.shared.lost.cancel();
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.renewal.is_none() {
+            return;
+        }
+        self.stop();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let shared = Arc::clone(&self.shared);
+            runtime.spawn(async move {
+                if let Err(error) = shared.release().await {
+                    tracing::warn!(%error, "releasing a dropped lock guard failed");
+                }
+            });
+        }
+    }
+}
+
+impl Shared {
+    fn deadline(&self) -> LocalInstant {
+        self.held
+            .lock()
+            .map_or(LocalInstant::now(), |held| held.deadline)
+    }
+
+    fn record(&self) -> Option<Record> {
+        self.held.lock().ok().map(|held| held.record.clone())
+    }
+
+    async fn release(&self) -> Result<bool> {
+        let Some(record) = self.record() else {
+            return Ok(false);
+        };
+        self.backend
+            .release_tenure(Operation::Release, &self.key, &self.tenure, record)
+            .await
+    }
+
+    /// One renewal: `Some` with the new state when it succeeded, `None` when
+    /// the tenure is over.
+    async fn renew(&self) -> Result<Option<Record>> {
+        let Some(record) = self.record() else {
+            return Ok(None);
+        };
+        let lock = Lock::new(&self.key);
+        let ttl_secs = i32::try_from(self.ttl.as_secs()).unwrap_or(i32::MAX);
+        let decide =
+            |found: &Found, now| decision::renew_tenure(found, &self.tenure, ttl_secs, now);
+        let hint = Hint::Stale(Found::Ours(record));
+        match self
+            .backend
+            .decide_and_write(Operation::Renew, &lock, hint, decide)
+            .await?
+        {
+            Decided::Wrote(Found::Ours(record)) => Ok(Some(record)),
+            Decided::Wrote(_) | Decided::Refused(_) => Ok(None),
+        }
+    }
+}
+
+/// The renewal task of a guard: renews every `every`, each attempt bounded
+/// by `every`; retries failed ones sooner; cancels `lost` when a renewal is
+/// refused or the deadline passes.
+async fn renew(shared: Arc<Shared>, every: Duration) {
+    let retry_after = (every / 4).max(Duration::from_millis(100)).min(every);
+    let mut next = LocalInstant::now().saturating_add(every);
+    loop {
+        let now = LocalInstant::now();
+        let deadline = shared.deadline();
+        if now >= deadline {
+            tracing::warn!(key = %shared.key, "lock guard lost its lock: no renewal in time");
+            shared.lost.cancel();
+            return;
+        }
+        if now < next {
+            let until = next.min(deadline).saturating_since(now);
+            tokio::time::sleep(until.min(MAX_TICK)).await;
+            continue;
+        }
+        let sent = LocalInstant::now();
+        match tokio::time::timeout(every, shared.renew()).await {
+            Ok(Ok(Some(record))) => {
+                if let Ok(mut held) = shared.held.lock() {
+                    held.record = record;
+                    held.deadline = deadline_after(sent, shared.ttl, held.deadline);
+                }
+                next = sent.saturating_add(every);
+            }
+            Ok(Ok(None)) => {
+                tracing::warn!(key = %shared.key, "lock guard lost its lock: not held any more");
+                shared.lost.cancel();
+                return;
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(key = %shared.key, %error, "lock guard renewal failed");
+                next = LocalInstant::now().saturating_add(retry_after);
+            }
+            Err(_) => {
+                tracing::warn!(key = %shared.key, "lock guard renewal timed out");
+                next = LocalInstant::now().saturating_add(retry_after);
+            }
+        }
+    }
+}
+
+/// A renewal sent at `sent` moves the deadline, never back.
+fn deadline_after(sent: LocalInstant, ttl: Duration, old: LocalInstant) -> LocalInstant {
+    deadline(sent, ttl).max(old)
+}
