@@ -172,10 +172,14 @@ impl KubeLeaseLockBackend {
 }
 
 /// The end of a tenure by the local clock: the send time of its last
-/// successful write plus the TTL, less the drift allowance, so that it comes
-/// before anyone else can take the lock by the server's clock.
+/// successful write plus the TTL, less the drift allowance, which comes
+/// before anyone else can take the lock by the server's clock; and less a
+/// tenth of the TTL more, so that the holder has time to stop its work
+/// (client-go's leader election keeps a margin too: a renew deadline of
+/// 10 s for a 15 s lease).
 fn deadline(sent: LocalInstant, ttl: Duration) -> LocalInstant {
-    sent.saturating_add(ttl.saturating_sub(clock::drift_over(ttl)))
+    let margin = clock::drift_over(ttl) + ttl / 10;
+    sent.saturating_add(ttl.saturating_sub(margin))
 }
 
 /// A held lock: a tenure with a fencing token, renewed in the background
@@ -234,9 +238,10 @@ impl LockGuard {
     /// Cancelled as soon as the guard can no longer prove it holds the lock:
     /// a renewal was answered "not held", or the local deadline (the send
     /// time of the last successful write plus the TTL, less the drift
-    /// allowance) passed without a successful renewal, which is always
-    /// before another owner can take the lock; also when the guard is
-    /// released or dropped. Select on `lost().cancelled()` to stop work.
+    /// allowance and a tenth of the TTL) passed without a successful
+    /// renewal, which is always before another owner can take the lock;
+    /// also when the guard is released or dropped. Select on
+    /// `lost().cancelled()` to stop work.
     pub fn lost(&self) -> CancellationToken {
         self.shared.lost.clone()
     }

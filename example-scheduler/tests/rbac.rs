@@ -87,6 +87,34 @@ async fn service_account_may_do_every_lock_operation_in_its_namespace_only() {
     assert_eq!(backend.release_all(&owner).await.expect("release_all"), 1);
     backend.sweep_expired().await.expect("sweep_expired");
 
+    // Guards, and waiting for a lock (a watch).
+    let guard = backend
+        .try_lock(&key, &owner, Duration::from_secs(30))
+        .await
+        .expect("try_lock")
+        .expect("free");
+    let waiter = tokio::spawn({
+        let (backend, key) = (backend.clone(), key.clone());
+        async move {
+            backend
+                .lock(
+                    &key,
+                    "rbac-waiter",
+                    Duration::from_secs(30),
+                    Duration::from_secs(20),
+                )
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(guard.release().await.expect("release"));
+    let next = waiter
+        .await
+        .expect("waiter")
+        .expect("lock")
+        .expect("acquired");
+    assert!(next.release().await.expect("release"));
+
     // Leases of another namespace: 403 from every kind of request.
     let elsewhere = KubeLeaseLockBackend::builder(client.clone())
         .namespace("default")
@@ -95,6 +123,16 @@ async fn service_account_may_do_every_lock_operation_in_its_namespace_only() {
     assert_forbidden(elsewhere.try_acquire(&key, &owner, 30).await);
     assert_forbidden(elsewhere.owner(&key).await);
     assert_forbidden(elsewhere.release_all(&owner).await);
+    assert_forbidden(
+        elsewhere
+            .lock(
+                &key,
+                &owner,
+                Duration::from_secs(30),
+                Duration::from_secs(1),
+            )
+            .await,
+    );
 
     // Secrets, even in its own namespace.
     let secrets: Api<Secret> = Api::namespaced(client, NAMESPACE);

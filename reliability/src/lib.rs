@@ -11,6 +11,7 @@ pub mod bad_input;
 pub mod checker;
 pub mod cluster;
 pub mod contender;
+pub mod fencing;
 pub mod foreign;
 pub mod mono;
 pub mod process;

@@ -1,69 +1,168 @@
 //! `celers-kube-lease-reliability contender ...`: one contender process,
 //! logging JSON lines on stdout (spawned by the checks).
 //!
+//! `celers-kube-lease-reliability fenced-writer ...`: takes a lock, then
+//! writes to a fencing sink until killed (spawned by the guard checks).
+//!
 //! `celers-kube-lease-reliability long [--duration 600s]`: the long form on
 //! a control plane of its own; prints the figures as a table.
 
-use std::collections::HashMap;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::{Parser, Subcommand};
+
 use celers_kube_lease_reliability::cluster::{self, Connect};
-use celers_kube_lease_reliability::contender::{self, Plan};
-use celers_kube_lease_reliability::{scenario, Result};
+use celers_kube_lease_reliability::contender::{self, Mode, Plan};
+use celers_kube_lease_reliability::{fencing, scenario, Result};
 
-const USAGE: &str = "usage:
-  celers-kube-lease-reliability long [--duration 600s] [--seed N]
-  celers-kube-lease-reliability contender --kubeconfig PATH --namespace NS --owner ID --keys a,b
-      [--ttl 1-3] [--pause-ms 20-100] [--duration-ms N] [--seed N] [--mode mix|hold|take]
-      [--request-timeout-ms N] [--server-port N] [--ignore-cert-validity-period]";
+#[derive(Parser)]
+#[command(about = "Correctness checks of celers-kube-lease")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-#[tokio::main]
-async fn main() {
-    let mut args = std::env::args().skip(1);
-    let command = args.next().unwrap_or_default();
-    let options = match Options::parse(args) {
-        Ok(options) => options,
-        Err(e) => exit_with(&e),
-    };
-    let outcome = match command.as_str() {
-        "contender" => run_contender(&options).await,
-        "long" => run_long(&options).await,
-        _ => Err(format!("unknown command {command:?}").into()),
-    };
-    if let Err(e) = outcome {
-        exit_with(&e.to_string());
+#[derive(Subcommand)]
+enum Command {
+    /// The long form on a control plane of its own.
+    Long {
+        /// How long the contention runs: 600s, 10m, 1h or seconds.
+        #[arg(long, default_value = "600s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Seed of the contenders' random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// One contender, logging JSON lines on stdout.
+    Contender {
+        #[command(flatten)]
+        target: Target,
+        /// Its owner identity.
+        #[arg(long)]
+        owner: String,
+        /// The keys it contends for, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        keys: Vec<String>,
+        /// TTLs are drawn from LOW-HIGH seconds.
+        #[arg(long, default_value = "1-3", value_parser = parse_range)]
+        ttl: (u64, u64),
+        /// Pauses between calls are drawn from LOW-HIGH ms.
+        #[arg(long, default_value = "20-100", value_parser = parse_range)]
+        pause_ms: (u64, u64),
+        /// How long it runs, in ms.
+        #[arg(long, default_value_t = 10_000)]
+        duration_ms: u64,
+        /// Seed of its random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// mix, hold, take or once.
+        #[arg(long, default_value = "mix")]
+        mode: Mode,
+    },
+    /// Takes a lock, then writes to a fencing sink every 50 ms until killed.
+    FencedWriter {
+        #[command(flatten)]
+        target: Target,
+        /// Its owner identity.
+        #[arg(long)]
+        owner: String,
+        /// The lock key.
+        #[arg(long)]
+        key: String,
+        /// The lock's TTL in seconds.
+        #[arg(long)]
+        ttl: u64,
+        /// The sink's address.
+        #[arg(long)]
+        sink: SocketAddr,
+        /// Take the lock with the plain trait call (no guard, no token).
+        #[arg(long)]
+        plain: bool,
+    },
+}
+
+/// Where a child process finds the locks.
+#[derive(clap::Args)]
+struct Target {
+    /// Kubeconfig of the control plane.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Namespace of the locks.
+    #[arg(long)]
+    namespace: String,
+    /// Each request's timeout, in ms.
+    #[arg(long, default_value_t = 2_000)]
+    request_timeout_ms: u64,
+    /// Connect through this local proxy port instead.
+    #[arg(long)]
+    server_port: Option<u16>,
+    /// Accept a server certificate that is not valid yet (a clock behind).
+    #[arg(long)]
+    ignore_cert_validity_period: bool,
+}
+
+impl Target {
+    async fn backend(&self) -> Result<celers_kube_lease::KubeLeaseLockBackend> {
+        let connect = Connect {
+            server_port: self.server_port,
+            ignore_cert_validity_period: self.ignore_cert_validity_period,
+        };
+        let client = cluster::client(&self.kubeconfig, &connect).await?;
+        let timeout = Duration::from_millis(self.request_timeout_ms);
+        cluster::contender_backend(client, &self.namespace, timeout)
     }
 }
 
-fn exit_with(message: &str) -> ! {
-    eprintln!("error: {message}\n{USAGE}");
-    std::process::exit(2)
+#[tokio::main]
+async fn main() {
+    let outcome = match Cli::parse().command {
+        Command::Long { duration, seed } => run_long(duration, seed).await,
+        Command::Contender {
+            target,
+            owner,
+            keys,
+            ttl,
+            pause_ms,
+            duration_ms,
+            seed,
+            mode,
+        } => {
+            let plan = Plan {
+                owner,
+                keys,
+                ttl_secs: ttl,
+                duration: Duration::from_millis(duration_ms),
+                pause_ms,
+                seed,
+                mode,
+            };
+            run_contender(&target, &plan).await
+        }
+        Command::FencedWriter {
+            target,
+            owner,
+            key,
+            ttl,
+            sink,
+            plain,
+        } => match target.backend().await {
+            Ok(backend) => {
+                fencing::write_until_killed(&backend, &key, &owner, ttl, sink, plain).await
+            }
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = outcome {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
 }
 
-async fn run_contender(options: &Options) -> Result<()> {
-    let kubeconfig = PathBuf::from(options.required("kubeconfig")?);
-    let connect = Connect {
-        server_port: options.parsed("server-port")?,
-        ignore_cert_validity_period: options.flag("ignore-cert-validity-period"),
-    };
-    let timeout = Duration::from_millis(options.parsed("request-timeout-ms")?.unwrap_or(2_000));
-    let client = cluster::client(&kubeconfig, &connect).await?;
-    let backend = cluster::contender_backend(client, options.required("namespace")?, timeout)?;
-    let plan = Plan {
-        owner: options.required("owner")?.to_owned(),
-        keys: options
-            .required("keys")?
-            .split(',')
-            .map(str::to_owned)
-            .collect(),
-        ttl_secs: options.range("ttl")?.unwrap_or((1, 3)),
-        duration: Duration::from_millis(options.parsed("duration-ms")?.unwrap_or(10_000)),
-        pause_ms: options.range("pause-ms")?.unwrap_or((20, 100)),
-        seed: options.parsed("seed")?.unwrap_or(1),
-        mode: options.parsed("mode")?.unwrap_or(contender::Mode::Mix),
-    };
+async fn run_contender(target: &Target, plan: &Plan) -> Result<()> {
+    let backend = target.backend().await?;
     let mut emit = |line| {
         if let Ok(text) = serde_json::to_string(&line) {
             let mut out = std::io::stdout().lock();
@@ -71,16 +170,11 @@ async fn run_contender(options: &Options) -> Result<()> {
             let _ = out.flush();
         }
     };
-    contender::run(&backend, &plan, &mut emit).await;
+    contender::run(&backend, plan, &mut emit).await;
     Ok(())
 }
 
-async fn run_long(options: &Options) -> Result<()> {
-    let duration = match options.get("duration") {
-        Some(text) => parse_duration(text)?,
-        None => Duration::from_secs(600),
-    };
-    let seed = options.parsed("seed")?.unwrap_or(1);
+async fn run_long(duration: Duration, seed: u64) -> Result<()> {
     let exe = std::env::current_exe()?;
     let report = scenario::long_form(&exe, duration, seed).await?;
     println!("{report}");
@@ -92,7 +186,7 @@ async fn run_long(options: &Options) -> Result<()> {
 }
 
 /// `600s`, `10m`, `1h` or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(text.trim_end_matches(char::is_alphabetic).len());
     let n: u64 = number
         .parse()
@@ -101,65 +195,19 @@ fn parse_duration(text: &str) -> Result<Duration> {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(format!("bad duration unit in {text:?} (s, m, h)").into()),
+        _ => return Err(format!("bad duration unit in {text:?} (s, m, h)")),
     };
     Ok(Duration::from_secs(secs))
 }
 
-/// `--name value` pairs and `--flag`s.
-struct Options(HashMap<String, Option<String>>);
-
-impl Options {
-    fn parse(args: impl Iterator<Item = String>) -> Result<Self, String> {
-        let mut map = HashMap::new();
-        let mut args = args.peekable();
-        while let Some(arg) = args.next() {
-            let name = arg
-                .strip_prefix("--")
-                .ok_or_else(|| format!("unexpected argument {arg:?}"))?;
-            let value = match args.peek() {
-                Some(next) if !next.starts_with("--") => args.next(),
-                _ => None,
-            };
-            map.insert(name.to_owned(), value);
-        }
-        Ok(Self(map))
+/// `LOW-HIGH`.
+fn parse_range(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("bad range {text:?} (LOW-HIGH)");
+    let (low, high) = text.split_once('-').ok_or_else(bad)?;
+    let low: u64 = low.parse().map_err(|_| bad())?;
+    let high: u64 = high.parse().map_err(|_| bad())?;
+    if low > high {
+        return Err(bad());
     }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).and_then(|v| v.as_deref())
-    }
-
-    fn flag(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-
-    fn required(&self, name: &str) -> Result<&str> {
-        self.get(name)
-            .ok_or_else(|| format!("--{name} is required").into())
-    }
-
-    fn parsed<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>> {
-        self.get(name)
-            .map(|v| {
-                v.parse()
-                    .map_err(|_| format!("bad value {v:?} for --{name}").into())
-            })
-            .transpose()
-    }
-
-    /// `low-high`.
-    fn range(&self, name: &str) -> Result<Option<(u64, u64)>> {
-        let Some(text) = self.get(name) else {
-            return Ok(None);
-        };
-        let bad = || format!("bad range {text:?} for --{name} (LOW-HIGH)");
-        let (low, high) = text.split_once('-').ok_or_else(bad)?;
-        let low: u64 = low.parse().map_err(|_| bad())?;
-        let high: u64 = high.parse().map_err(|_| bad())?;
-        if low > high {
-            return Err(bad().into());
-        }
-        Ok(Some((low, high)))
-    }
+    Ok((low, high))
 }
