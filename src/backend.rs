@@ -286,18 +286,30 @@ impl KubeLeaseLockBackend {
     }
 
     async fn read(&self, op: Operation, lock: &Lock<'_>) -> Result<Found> {
-        let lease = self
-            .inner
+        match self.read_lease(op, lock).await? {
+            Some(lease) => self.found_in(op, lock, &lease),
+            None => {
+                self.remember(lock, &Found::Missing);
+                Ok(Found::Missing)
+            }
+        }
+    }
+
+    pub(crate) async fn read_lease(&self, op: Operation, lock: &Lock<'_>) -> Result<Option<Lease>> {
+        self.inner
             .api
             .get(&lock.name)
             .await
-            .map_err(|failure| self.failed(op, Some(lock), failure))?;
-        let found = match lease {
-            None => Found::Missing,
-            Some(lease) if self.inner.marks.key_of(&lease) == Some(lock.key) => {
-                Found::Ours(self.record(op, lock, &lease)?)
-            }
-            Some(_) => Found::Foreign,
+            .map_err(|failure| self.failed(op, Some(lock), failure))
+    }
+
+    /// What a Lease the server sent (read or watched) is for the lock, which
+    /// is remembered.
+    pub(crate) fn found_in(&self, op: Operation, lock: &Lock<'_>, lease: &Lease) -> Result<Found> {
+        let found = if self.inner.marks.key_of(lease) == Some(lock.key) {
+            Found::Ours(self.record(op, lock, lease)?)
+        } else {
+            Found::Foreign
         };
         self.remember(lock, &found);
         Ok(found)
@@ -379,7 +391,7 @@ impl KubeLeaseLockBackend {
         }
     }
 
-    fn foreign(&self, operation: Operation, lock: &Lock<'_>) -> Error {
+    pub(crate) fn foreign(&self, operation: Operation, lock: &Lock<'_>) -> Error {
         Error::ForeignLease {
             operation,
             target: self.target(Some(lock)),

@@ -15,7 +15,7 @@ use crate::decision;
 use crate::decision::Step;
 use crate::error::{Error, Operation, Result};
 use crate::input::check_owner;
-use crate::lease::{Found, Record};
+use crate::lease::{Found, Lease, Record};
 use crate::naming::Lock;
 
 /// How often a listing restarts from the first page when its continue token
@@ -71,40 +71,18 @@ impl KubeLeaseLockBackend {
         selector: &str,
         decide: impl Fn(&Found, ServerTime) -> Step + Copy,
     ) -> Result<u64> {
-        let (api, config) = (&self.inner.api, &self.inner.config);
-        let mut continue_token = None;
-        let mut restarts = 0;
         let mut deleted = 0;
         let mut first_error = None;
-        loop {
-            let page = match api.list(selector, config.page_size, continue_token).await {
-                Ok(page) => page,
-                Err(failure) if failure.code() == Some(410) && restarts < MAX_LIST_RESTARTS => {
-                    // The continue token expired: start again. What was
-                    // deleted is gone; the rest is judged again.
-                    tracing::debug!(?failure, "list continue token expired; restarting");
-                    restarts += 1;
-                    continue_token = None;
-                    continue;
-                }
-                Err(failure) => {
-                    first_error = Some(self.failed(op, None, failure));
-                    break;
-                }
+        let mut pages = Pages::default();
+        let listed = loop {
+            let (items, now) = match pages.next(self, op, selector).await {
+                Ok(Some(page)) => page,
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(error),
             };
-            // The list is a fresh read: Leases it shows need no write are
-            // left alone without reading them again.
-            let Some(now) = api.server_time() else {
-                first_error = Some(Error::Unexpected {
-                    operation: op,
-                    target: self.target(None),
-                    detail: "the API server sent no Date header, so its clock is unknown"
-                        .to_owned(),
-                });
-                break;
-            };
-            let candidates: Vec<(String, Found)> = page
-                .items
+            // The list is a fresh read: Leases it shows need no write
+            // are left alone without reading them again.
+            let candidates: Vec<(String, Found)> = items
                 .iter()
                 .filter_map(|lease| {
                     let key = self.inner.marks.key_of(lease)?;
@@ -118,7 +96,7 @@ impl KubeLeaseLockBackend {
                     self.decide_and_write(op, &lock, Hint::Stale(found), decide)
                         .await
                 })
-                .buffer_unordered(config.delete_concurrency)
+                .buffer_unordered(self.inner.config.delete_concurrency)
                 .collect()
                 .await;
             for outcome in outcomes {
@@ -131,15 +109,8 @@ impl KubeLeaseLockBackend {
                     }
                 }
             }
-            continue_token = page
-                .metadata
-                .continue_token
-                .filter(|token| !token.is_empty());
-            if continue_token.is_none() {
-                break;
-            }
-        }
-        match first_error {
+        };
+        match first_error.or(listed.err()) {
             None => Ok(deleted),
             Some(error) if deleted == 0 => Err(error),
             Some(error) => Err(Error::Incomplete {
@@ -168,6 +139,61 @@ impl KubeLeaseLockBackend {
                 Err(error) => tracing::warn!(%error, "sweeping expired Leases failed"),
             }
         });
+    }
+}
+
+/// Pages of a list of Leases, fetched one after the other.
+#[derive(Default)]
+pub(crate) struct Pages {
+    continue_token: Option<String>,
+    restarts: u32,
+    done: bool,
+}
+
+impl Pages {
+    /// The next page of the Leases matching `selector`, with the server's
+    /// time when it was listed; `None` after the last. Restarts from the
+    /// first page when the continue token expired (410 Gone), at most
+    /// [`MAX_LIST_RESTARTS`] times.
+    pub async fn next(
+        &mut self,
+        backend: &KubeLeaseLockBackend,
+        op: Operation,
+        selector: &str,
+    ) -> Result<Option<(Vec<Lease>, ServerTime)>> {
+        let api = &backend.inner.api;
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let page_size = backend.inner.config.page_size;
+            let page = match api
+                .list(selector, page_size, self.continue_token.take())
+                .await
+            {
+                Ok(page) => page,
+                Err(failure)
+                    if failure.code() == Some(410) && self.restarts < MAX_LIST_RESTARTS =>
+                {
+                    // What was deleted is gone; the rest is judged again.
+                    tracing::debug!(?failure, "list continue token expired; restarting");
+                    self.restarts += 1;
+                    continue;
+                }
+                Err(failure) => return Err(backend.failed(op, None, failure)),
+            };
+            let now = api.server_time().ok_or_else(|| Error::Unexpected {
+                operation: op,
+                target: backend.target(None),
+                detail: "the API server sent no Date header, so its clock is unknown".to_owned(),
+            })?;
+            self.continue_token = page
+                .metadata
+                .continue_token
+                .filter(|token| !token.is_empty());
+            self.done = self.continue_token.is_none();
+            return Ok(Some((page.items, now)));
+        }
     }
 }
 

@@ -25,6 +25,20 @@ pub struct Holding {
     pub renew_time: DateTime<Utc>,
     /// New `leaseTransitions`.
     pub transitions: i32,
+    /// What the write does to the fencing-token annotation.
+    pub token: TokenNote,
+}
+
+/// What a write does to the annotation that records the fencing token of
+/// the tenure (so that people can see it; the lock never reads it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenNote {
+    /// Leave it: the tenure goes on (or the Lease is new).
+    Keep,
+    /// Record this guard's token.
+    Record(u64),
+    /// Remove it: a new tenure starts, whose token is not known yet.
+    Remove,
 }
 
 /// A write, conditional on the state it was decided from.
@@ -133,6 +147,7 @@ fn take(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime, renew_own: b
                 acquire_time: written,
                 renew_time: written,
                 transitions: 0,
+                token: TokenNote::Keep,
             }))
         }
         Found::Foreign => return Step::Foreign,
@@ -158,6 +173,7 @@ fn take(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime, renew_own: b
             acquire_time: written,
             renew_time: written,
             transitions,
+            token: TokenNote::Remove,
         },
     })
 }
@@ -170,6 +186,8 @@ pub struct Tenure {
     pub holder: String,
     /// When the tenure started, as written into the Lease.
     pub since: DateTime<Utc>,
+    /// The guard's fencing token, once known, to record in the Lease.
+    pub token: Option<u64>,
 }
 
 impl Tenure {
@@ -178,11 +196,12 @@ impl Tenure {
         Some(Self {
             holder: record.holder.clone()?,
             since: record.acquire_time?,
+            token: None,
         })
     }
 
     fn is_current(&self, record: &Record) -> bool {
-        Self::of(record).as_ref() == Some(self)
+        record.holder.as_ref() == Some(&self.holder) && record.acquire_time == Some(self.since)
     }
 }
 
@@ -192,7 +211,11 @@ pub fn renew_tenure(found: &Found, tenure: &Tenure, ttl_secs: i32, now: ServerTi
     match found {
         Found::Foreign => Step::Foreign,
         Found::Ours(record) if tenure.is_current(record) && is_certainly_live(record, now) => {
-            Step::Write(renewal(record, &tenure.holder, ttl_secs, now))
+            let mut write = renewal(record, &tenure.holder, ttl_secs, now);
+            if let (Write::Update { holding, .. }, Some(token)) = (&mut write, tenure.token) {
+                holding.token = TokenNote::Record(token);
+            }
+            Step::Write(write)
         }
         _ => Step::Answer(false),
     }
@@ -300,6 +323,7 @@ fn renewal(record: &Record, owner: &str, ttl_secs: i32, now: ServerTime) -> Writ
             acquire_time: record.acquire_time.unwrap_or(written),
             renew_time: written,
             transitions: record.transitions,
+            token: TokenNote::Keep,
         },
     }
 }
@@ -354,6 +378,7 @@ mod tests {
             acquire_time: write_time(now(0, 5), TTL),
             renew_time: write_time(now(0, 5), TTL),
             transitions: 0,
+            token: TokenNote::Keep,
         };
         assert_eq!(step, Step::Write(Write::Create(expected)));
     }
@@ -394,6 +419,7 @@ mod tests {
                 acquire_time: write_time(now(TTL as i64 + 1, 5), 5),
                 renew_time: write_time(now(TTL as i64 + 1, 5), 5),
                 transitions: 5,
+                token: TokenNote::Remove,
             }
         );
     }

@@ -28,6 +28,12 @@ pub enum Operation {
     TryLock,
     /// `lock`
     Lock,
+    /// `locks`
+    Locks,
+    /// `describe`
+    Describe,
+    /// `force_release`
+    ForceRelease,
     /// Building the backend.
     Build,
 }
@@ -44,6 +50,9 @@ impl fmt::Display for Operation {
             Self::SweepExpired => "sweep_expired",
             Self::TryLock => "try_lock",
             Self::Lock => "lock",
+            Self::Locks => "locks",
+            Self::Describe => "describe",
+            Self::ForceRelease => "force_release",
             Self::Build => "build",
         })
     }

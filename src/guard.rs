@@ -118,7 +118,8 @@ impl KubeLeaseLockBackend {
         let Found::Ours(record) = found else {
             return Err(unexpected("the Lease was not there after it was written"));
         };
-        let tenure = Tenure::of(&record).ok_or_else(|| unexpected("the Lease has no holder"))?;
+        let mut tenure =
+            Tenure::of(&record).ok_or_else(|| unexpected("the Lease has no holder"))?;
         let runtime = tokio::runtime::Handle::try_current();
         let token = FencingToken::from_resource_version(&record.resource_version);
         let (Some(token), Ok(runtime)) = (token, runtime) else {
@@ -136,6 +137,7 @@ impl KubeLeaseLockBackend {
                 Some(_) => unexpected("a guard needs a Tokio runtime to renew its lock"),
             });
         };
+        tenure.token = Some(token.get());
         let renew_every = ttl / self.inner.config.guard_renewals_per_ttl;
         let shared = Arc::new(Shared {
             backend: self.clone(),

@@ -11,7 +11,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::decision::Holding;
+use crate::decision::{Holding, TokenNote};
 use crate::naming;
 
 /// Value of `app.kubernetes.io/managed-by` on every Lease this crate creates.
@@ -88,6 +88,8 @@ pub struct Marks {
     pub owner_label: String,
     /// `<prefix>/lock-key`: the annotation holding the original key.
     pub key_annotation: String,
+    /// `<prefix>/fencing-token`: the annotation recording a guard's token.
+    pub token_annotation: String,
 }
 
 impl Marks {
@@ -96,6 +98,7 @@ impl Marks {
         Self {
             owner_label: format!("{prefix}/lock-owner"),
             key_annotation: format!("{prefix}/lock-key"),
+            token_annotation: format!("{prefix}/fencing-token"),
         }
     }
 
@@ -151,11 +154,20 @@ impl Marks {
     /// only while its resourceVersion is still `resource_version`. Fields
     /// it does not name (labels and annotations added by hand) are kept.
     pub fn update_patch(&self, resource_version: &str, holding: &Holding) -> serde_json::Value {
+        let mut metadata = json!({
+            "resourceVersion": resource_version,
+            "labels": self.labels(&holding.holder),
+        });
+        let token = match holding.token {
+            TokenNote::Keep => None,
+            TokenNote::Record(token) => Some(json!(token.to_string())),
+            TokenNote::Remove => Some(serde_json::Value::Null),
+        };
+        if let Some(token) = token {
+            metadata["annotations"] = json!({ self.token_annotation.clone(): token });
+        }
         json!({
-            "metadata": {
-                "resourceVersion": resource_version,
-                "labels": self.labels(&holding.holder),
-            },
+            "metadata": metadata,
             "spec": {
                 "holderIdentity": holding.holder,
                 "leaseDurationSeconds": holding.duration_secs,
@@ -164,6 +176,17 @@ impl Marks {
                 "leaseTransitions": holding.transitions,
             },
         })
+    }
+
+    /// The fencing token recorded in a Lease by the guard holding it.
+    pub fn token_of(&self, lease: &Lease) -> Option<u64> {
+        lease
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(&self.token_annotation)?
+            .parse()
+            .ok()
     }
 
     /// The key of a Lease created by this crate, or `None` for a foreign one.

@@ -75,6 +75,7 @@ mod error;
 mod fencing;
 mod guard;
 mod input;
+mod inspect;
 mod known;
 mod lease;
 mod naming;
@@ -86,6 +87,7 @@ pub use error::{Error, Operation, Result, Target};
 pub use fencing::FencingToken;
 pub use guard::LockGuard;
 pub use input::{MAX_KEY_BYTES, MAX_OWNER_BYTES};
+pub use inspect::LockInfo;
 pub use lease::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 pub use naming::{lease_name, owner_label_value};
 /// The type of [`LockGuard::lost`], re-exported from `tokio-util`.

@@ -152,24 +152,6 @@ impl KubeLeaseLockBackend {
         let left = (at - now.earliest).to_std().unwrap_or(Duration::ZERO);
         left + clock::drift_over(left) + Duration::from_millis(1)
     }
-
-    fn found_in(&self, op: Operation, lock: &Lock<'_>, lease: &Lease) -> Result<Found> {
-        let found = match self.inner.marks.key_of(lease) {
-            Some(key) if key == lock.key => match crate::lease::Record::from_lease(lease) {
-                Some(record) => Found::Ours(record),
-                None => {
-                    return Err(Error::Unexpected {
-                        operation: op,
-                        target: self.target(Some(lock)),
-                        detail: "the Lease has no resourceVersion or uid".to_owned(),
-                    })
-                }
-            },
-            _ => Found::Foreign,
-        };
-        self.remember(lock, &found);
-        Ok(found)
-    }
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
