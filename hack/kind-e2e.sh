@@ -3,7 +3,7 @@
 # scheduler share Lease-backed locks, and every scheduled run of every task is
 # executed by exactly one of them.
 #
-# Needs Docker (a running daemon), kind and kubectl. Use the kind release that
+# Needs Docker (a running daemon), kind, kubectl and cargo. Use the kind release that
 # built the node image pinned in kind-config.yaml (see the comment there).
 #
 #   hack/kind-e2e.sh                  # create, deploy, observe, delete
@@ -53,11 +53,11 @@ kc() { kubectl --context "$context" "$@"; }
 
 # ---- prerequisites ------------------------------------------------------------
 missing=()
-for tool in docker kind kubectl; do
+for tool in docker kind kubectl cargo; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]} > 0)); then
-  die "missing: ${missing[*]}. This script needs Docker (with a running daemon), kind and kubectl on PATH."
+  die "missing: ${missing[*]}. This script needs Docker (with a running daemon), kind, kubectl and cargo on PATH."
 fi
 if ! bounded 30 docker info >/dev/null 2>&1; then
   die "cannot reach the Docker daemon: is it running, and may this user use it?"
@@ -75,12 +75,9 @@ diagnostics() {
     --max-log-requests=10 --request-timeout=20s || true
 }
 
-runs_file=""
-
 cleanup() {
   local rc=$?
   trap - EXIT
-  [[ -z "$runs_file" ]] || rm -f -- "$runs_file"
   if ((rc != 0)) && [[ "${cluster_started:-0}" == 1 ]]; then
     diagnostics
   fi
@@ -144,53 +141,29 @@ echo
 kc -n "$namespace" get leases --request-timeout=30s -o \
   'custom-columns=NAME:.metadata.name,KEY:.metadata.annotations.celers\.io/lock-key,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime,TTL:.spec.leaseDurationSeconds'
 
-say "executed runs, by pod (from the pods' logs)"
+say "executed runs, by pod (celers-beat-runs, from the pods' JSON logs)"
 pods=$(kc -n "$namespace" get pods -l "$selector" --request-timeout=30s \
   -o 'jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}')
 [[ -n "$pods" ]] || die "no scheduler pods found"
 
-runs_file=$(mktemp)
-esc=$'\033'
+logs_dir=$(mktemp -d)
+logs=()
 while IFS= read -r pod; do
   [[ -n "$pod" ]] || continue
-  # One line per executed run (run = its scheduled Unix time), e.g.
-  #   ...Z  INFO executed run task=task-1 run=1764140400 owner=celers-beat-scheduler-abc lag_ms=4
-  # Quotes and colour codes are stripped just in case.
-  kc -n "$namespace" logs "$pod" --request-timeout=30s \
-    | sed "s/${esc}\[[0-9;]*m//g" \
-    | grep -F 'executed run' \
-    | awk -v pod="$pod" '{
-        task = "?"; run = "?"; owner = "?"
-        for (i = 1; i <= NF; i++) {
-          f = $i; gsub(/"/, "", f)
-          if (f ~ /^task=/)  { task = substr(f, 6) }
-          if (f ~ /^run=/)   { run = substr(f, 5) }
-          if (f ~ /^owner=/) { owner = substr(f, 7) }
-        }
-        print pod, task, run, owner
-      }' >>"$runs_file" || true
+  kc -n "$namespace" logs "$pod" --request-timeout=30s >"$logs_dir/$pod.log" || true
+  logs+=("$pod=$logs_dir/$pod.log")
 done <<<"$pods"
 
-sort -k2,2 -k3,3n "$runs_file" \
-  | awk 'BEGIN { printf "%-40s %-24s %-12s %s\n", "POD", "TASK", "RUN", "OWNER" }
-         { printf "%-40s %-24s %-12s %s\n", $1, $2, $3, $4 }'
-
-total=$(wc -l <"$runs_file" | tr -d ' ')
-echo
-echo "executed runs per pod:"
-while IFS= read -r pod; do
-  [[ -n "$pod" ]] || continue
-  printf '  %s %d\n' "$pod" "$(awk -v pod="$pod" '$1 == pod { n++ } END { print n + 0 }' "$runs_file")"
-done <<<"$pods"
-
-if ((total == 0)); then
-  die "no 'executed run' lines in ${observe_secs}s: the schedulers did not run any task"
-fi
-
-# Exactly-once check: each (task, run) pair must appear once across all pods.
-duplicates=$(awk '{ n[$2 " run=" $3]++ } END { for (k in n) if (n[k] > 1) printf "  task=%s executed %d times\n", k, n[k] }' "$runs_file")
-if [[ -n "$duplicates" ]]; then
-  printf 'runs executed by more than one scheduler:\n%s\n' "$duplicates" >&2
-  die "a run was executed more than once"
-fi
-say "OK: $total runs executed, each exactly once across the replicas"
+# The Deployment's schedule (the scheduler's defaults where it sets none).
+setting() {
+  local value
+  value=$(kc -n "$namespace" get deployment "$deployment" --request-timeout=30s \
+    -o "jsonpath={.spec.template.spec.containers[0].env[?(@.name==\"$1\")].value}")
+  printf '%s' "${value:-$2}"
+}
+cargo build --release --locked -p celers-kube-lease-scheduler --bin celers-beat-runs
+"$root/target/release/celers-beat-runs" \
+  --tasks "$(setting SCHEDULER_TASKS 3)" --interval "$(setting SCHEDULER_INTERVAL_SECS 5)" "${logs[@]}" \
+  || die "a run was executed more than once, or none was executed (logs in $logs_dir)"
+rm -rf -- "$logs_dir"
+say "OK: every run executed exactly once across the replicas"

@@ -58,6 +58,20 @@ pub struct Args {
     /// Namespace of the Leases [default: the kubeconfig's, or the Pod's].
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
+
+    /// Log lines as JSON (for log collectors and the `celers-beat-runs`
+    /// checker) or as text (for people).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+/// How the scheduler writes its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
+    /// Plain text.
+    Text,
 }
 
 /// The validated settings.
@@ -69,6 +83,7 @@ pub struct Settings {
     pub run_for: Option<Duration>,
     pub owner: String,
     pub namespace: Option<String>,
+    pub log_format: LogFormat,
 }
 
 impl Settings {
@@ -108,6 +123,7 @@ impl Settings {
             run_for: args.run_for_secs.map(Duration::from_secs),
             owner,
             namespace: non_empty(args.namespace),
+            log_format: args.log_format,
         }
     }
 }

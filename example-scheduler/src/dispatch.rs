@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use celers_beat::heartbeat::BeatHeartbeat;
-use celers_core::lock::DistributedLockBackend;
+use celers_core_03::lock::DistributedLockBackend;
+use celers_kube_lease_scheduler::runs::EXECUTED;
 use tokio::sync::watch;
 
 /// Pause before retrying runs whose lock request failed.
@@ -91,7 +92,7 @@ impl Dispatcher {
                         let lag_ms = SystemTime::now()
                             .duration_since(UNIX_EPOCH + Duration::from_secs(run))
                             .map_or(0, |lag| lag.as_millis());
-                        tracing::info!(task = %task, run, owner = %self.owner, lag_ms, "executed run");
+                        tracing::info!(task = %task, run, owner = %self.owner, lag_ms, "{EXECUTED}");
                     } else {
                         tracing::debug!(task = %task, run, "run locked by another replica");
                     }

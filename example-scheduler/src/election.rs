@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use celers_beat::heartbeat::{BeatHeartbeat, BeatRole};
+use celers_kube_lease_scheduler::runs::ROLE_CHANGED;
 use tokio::sync::watch;
 
 /// Logs the role if it differs from `previous`, and returns it.
 pub async fn log_role(heartbeat: &BeatHeartbeat, owner: &str, previous: BeatRole) -> BeatRole {
     let role = heartbeat.role().await;
     if role != previous && role != BeatRole::Unknown {
-        tracing::info!(role = %role, owner = %owner, "role changed");
+        tracing::info!(role = %role, owner = %owner, "{ROLE_CHANGED}");
     }
     role
 }

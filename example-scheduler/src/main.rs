@@ -18,13 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use celers_beat::heartbeat::{BeatHeartbeat, BeatRole, HeartbeatConfig};
-use celers_core::lock::DistributedLockBackend;
+use celers_core_03::lock::DistributedLockBackend;
 use celers_kube_lease::KubeLeaseLockBackend;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-use crate::args::{Settings, DISPATCH_SUFFIX};
+use crate::args::{LogFormat, Settings, DISPATCH_SUFFIX};
 use crate::dispatch::Dispatcher;
 
 /// Exit status for invalid settings, as for command line errors.
@@ -33,7 +33,7 @@ const CONFIG_ERROR: u8 = 2;
 #[tokio::main]
 async fn main() -> ExitCode {
     let settings = Settings::from_env();
-    if let Err(message) = init_tracing() {
+    if let Err(message) = init_tracing(settings.log_format) {
         eprintln!("error: {message}");
         return ExitCode::from(CONFIG_ERROR);
     }
@@ -55,8 +55,8 @@ enum Failure {
     Fatal(String),
 }
 
-/// Plain text logs on stdout, `RUST_LOG` (default `info`).
-fn init_tracing() -> Result<(), String> {
+/// Logs on stdout, JSON lines or text, `RUST_LOG` (default `info`).
+fn init_tracing(format: LogFormat) -> Result<(), String> {
     use std::io::IsTerminal;
     let filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec)
@@ -65,11 +65,18 @@ fn init_tracing() -> Result<(), String> {
     };
     let colour = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(colour)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => logs.with_ansi(colour).init(),
+    }
     Ok(())
 }
 

@@ -25,7 +25,7 @@ async fn leader_lease_holder(leases: &Api<Lease>) -> Option<String> {
 /// The replica that logged `role=leader` last, if any other than `not`.
 fn new_leader(log: &[Line], not: usize) -> Option<Instant> {
     log.iter()
-        .find(|line| line.replica != not && line.field("role") == Some("leader"))
+        .find(|line| line.replica != not && line.role() == Some("leader"))
         .map(|line| line.at)
 }
 
@@ -113,7 +113,7 @@ async fn standby_takes_over_when_the_leader_is_killed() {
         replicas
             .log
             .iter()
-            .any(|l| l.replica == standby && l.text.contains("released locks")),
+            .any(|l| l.replica == standby && l.says("released locks")),
         "the survivor did not log its shutdown"
     );
 

@@ -201,13 +201,13 @@ async fn scheduler_runs_as_the_service_account() {
     assert!(executed(log).len() >= 4, "too few executed runs");
     assert_eq!(duplicates(log), Vec::new());
     assert!(
-        log.iter().any(|l| l.text.contains("released locks")),
+        log.iter().any(|l| l.says("released locks")),
         "no shutdown line"
     );
-    let problems: Vec<&str> = log
+    let problems: Vec<_> = log
         .iter()
-        .map(|l| l.text.as_str())
-        .filter(|text| text.contains("WARN") || text.contains("ERROR"))
+        .filter_map(|l| l.event.as_ref())
+        .filter(|event| matches!(event.level.as_deref(), Some("WARN" | "ERROR")))
         .collect();
     assert!(problems.is_empty(), "warnings or errors: {problems:#?}");
 }

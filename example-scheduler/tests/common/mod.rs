@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use celers_kube_lease_scheduler::runs::{summarize, Event};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -13,15 +14,20 @@ use tokio::sync::mpsc;
 pub struct Line {
     pub replica: usize,
     pub at: Instant,
-    pub text: String,
+    pub event: Option<Event>,
 }
 
 impl Line {
-    /// The value of `name=value` in the line.
-    pub fn field(&self, name: &str) -> Option<&str> {
-        self.text
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+    /// The new role, if the line says the replica's role changed.
+    pub fn role(&self) -> Option<&str> {
+        self.event.as_ref()?.new_role()
+    }
+
+    /// Whether the line's message starts with `prefix`.
+    pub fn says(&self, prefix: &str) -> bool {
+        self.event
+            .as_ref()
+            .is_some_and(|event| event.message.starts_with(prefix))
     }
 }
 
@@ -87,7 +93,8 @@ impl Replicas {
             while let Ok(Some(text)) = lines.next_line().await {
                 eprintln!("[{replica}] {text}");
                 let at = Instant::now();
-                if sender.send(Line { replica, at, text }).is_err() {
+                let event = Event::parse(&text);
+                if sender.send(Line { replica, at, event }).is_err() {
                     break;
                 }
             }
@@ -155,7 +162,7 @@ impl Drop for Replicas {
 pub fn roles(log: &[Line], replicas: usize) -> Vec<Option<String>> {
     let mut roles = vec![None; replicas];
     for line in log {
-        if let (Some(role), Some(slot)) = (line.field("role"), roles.get_mut(line.replica)) {
+        if let (Some(role), Some(slot)) = (line.role(), roles.get_mut(line.replica)) {
             *slot = Some(role.to_owned());
         }
     }
@@ -165,23 +172,20 @@ pub fn roles(log: &[Line], replicas: usize) -> Vec<Option<String>> {
 /// `(task, run)` of every `executed run` line, with the line.
 pub fn executed(log: &[Line]) -> Vec<(String, u64, &Line)> {
     log.iter()
-        .filter(|line| line.text.contains("executed run"))
-        .map(|line| {
-            let task = line.field("task").expect("task field").to_owned();
-            let run = line
-                .field("run")
-                .and_then(|run| run.parse().ok())
-                .expect("run field");
-            (task, run, line)
+        .filter_map(|line| {
+            let (task, run) = line.event.as_ref()?.executed()?;
+            Some((task.to_owned(), run, line))
         })
         .collect()
 }
 
-/// Runs executed more than once.
+/// Runs executed more than once, as the `celers-beat-runs` checker counts
+/// them.
 pub fn duplicates(log: &[Line]) -> Vec<(String, u64)> {
-    let mut seen = std::collections::HashSet::new();
-    executed(log)
+    let events: Vec<Event> = log.iter().filter_map(|line| line.event.clone()).collect();
+    summarize([("all", events.as_slice())], 1, 1)
+        .twice
         .into_iter()
-        .filter_map(|(task, run, _)| (!seen.insert((task.clone(), run))).then_some((task, run)))
+        .map(|(task, run, _)| (task, run))
         .collect()
 }
