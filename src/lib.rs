@@ -34,6 +34,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Guards
+//!
+//! [`KubeLeaseLockBackend::try_lock`] and [`KubeLeaseLockBackend::lock`]
+//! (which waits, driven by a watch) return a [`LockGuard`]: a tenure of the
+//! lock with a [`FencingToken`], renewed in the background, whose
+//! [`lost`](LockGuard::lost) token is cancelled before anyone else can take
+//! the lock. The README's "Guards and fencing" section has a complete
+//! example with a store that rejects stale tokens.
+//!
 //! # Time
 //!
 //! A lock is expired when every API server's clock is certainly past
@@ -63,6 +72,11 @@
 //! backend of `kube`: the application chooses both.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod api;
 mod backend;
