@@ -40,7 +40,7 @@ import (
 // callTimeout bounds every single API call.
 const callTimeout = 5 * time.Second
 
-var scenarios = []string{"acquire_free", "acquire_expired", "reacquire", "renew", "release", "get", "throughput", "dispatch", "cycle"}
+var scenarios = []string{"acquire_free", "acquire_expired", "reacquire", "renew", "release", "get", "throughput", "dispatch", "cycle", "handoff", "dead_holder"}
 
 // loopScenarios run several clients in a loop for a duration.
 var loopScenarios = map[string]bool{"throughput": true, "dispatch": true, "cycle": true}
@@ -85,8 +85,8 @@ func main() {
 	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "path to the kubeconfig of the API server (required)")
 	flag.StringVar(&o.namespace, "namespace", "default", "namespace for the leases (must exist)")
 	flag.StringVar(&o.scenario, "scenario", "", "one of: "+strings.Join(scenarios, ", "))
-	flag.IntVar(&o.iterations, "iterations", 200, "operations per sequential scenario")
-	flag.IntVar(&o.clients, "clients", 8, "concurrent clients (throughput, dispatch, cycle)")
+	flag.IntVar(&o.iterations, "iterations", 200, "operations per sequential scenario; handoffs (handoff); trials (dead_holder)")
+	flag.IntVar(&o.clients, "clients", 8, "concurrent clients (throughput, dispatch, cycle; handoff: the holder and its waiters)")
 	flag.Float64Var(&o.durationSecs, "duration-secs", 5, "measured duration in seconds (throughput, dispatch, cycle)")
 	flag.IntVar(&o.ttlSecs, "ttl-secs", 15, "lease duration in seconds")
 	flag.BoolVar(&o.hotKey, "hot-key", false, "throughput: all clients contend for one key")
@@ -534,6 +534,12 @@ func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 func (b *bench) run(ctx context.Context) (*result, error) {
 	if loopScenarios[b.o.scenario] {
 		return b.runLoop(ctx)
+	}
+	switch b.o.scenario {
+	case "handoff":
+		return b.runHandoff(ctx)
+	case "dead_holder":
+		return b.runDeadHolder(ctx)
 	}
 	op, err := b.setupSequential(ctx)
 	if err != nil {

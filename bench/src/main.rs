@@ -1,6 +1,7 @@
 //! `lease-bench`: celers-kube-lease against client-go's LeaseLock on one API
 //! server. Progress goes to stderr, the tables (Markdown) to stdout.
 
+mod handoff;
 mod measure;
 mod ours;
 mod peer;
@@ -9,6 +10,7 @@ mod report;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use clap::Parser;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use measure::{Phase, Result};
@@ -16,147 +18,108 @@ use ours::{Loop, Op, Ours};
 use peer::Peer;
 use report::{Report, Row};
 
-const USAGE: &str = "\
-usage: lease-bench --kubeconfig PATH [options]
-  --namespace NS          namespace of the Leases (must exist; default: default)
-  --clientgo PATH         the built bench/clientgo peer; without it, our side only
-  --iterations N          operations per sequential phase (default 200)
-  --clients LIST          throughput and workload client counts (default 1,8,32);
-                          a hot-key run follows for every count above 1
-  --duration-secs SECS    measured time of each throughput or workload run (default 5)
-  --ttl-secs N            lock TTL (default 15)
-  --release-all LIST      release_all sizes (default 100,1000,5000)
-  --memory-locks N        locks held in the memory phase (default 10000)
-  --phases LIST           which to run (default
-                          operations,throughput,workloads,release-all,memory)
-  --markdown PATH         also write the tables into PATH (e.g. BENCHMARKS.md)
-  --about NAME=VALUE      a line for the environment list (repeatable)
-  --etcd HOST:PORT        etcd's client address, to read its WAL fsyncs
-  --server-pid NAME=PID   a server process whose CPU time is read (repeatable)";
-
-const PHASES: [&str; 5] = [
+const PHASES: [&str; 6] = [
     "operations",
     "throughput",
     "workloads",
     "release-all",
     "memory",
+    "handoff",
 ];
 
+/// celers-kube-lease against client-go's LeaseLock on one API server.
+#[derive(Parser)]
+#[command(name = "lease-bench")]
 struct Args {
+    /// Run the memory phase in this process (the parent starts it so).
+    #[arg(long, hide = true)]
     memory_child: bool,
+    /// Kubeconfig of the API server.
+    #[arg(long)]
     kubeconfig: PathBuf,
+    /// Namespace of the Leases (must exist).
+    #[arg(long, default_value = "default")]
     namespace: String,
+    /// The built bench/clientgo peer; without it, our side only.
+    #[arg(long)]
     clientgo: Option<PathBuf>,
+    /// Operations per sequential phase.
+    #[arg(long, default_value_t = 200, value_parser = parse_positive)]
     iterations: usize,
+    /// Throughput and workload client counts; a hot-key run follows for
+    /// every count above 1.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32", value_parser = parse_positive)]
     clients: Vec<usize>,
+    /// Measured time of each throughput or workload run, in seconds.
+    #[arg(long = "duration-secs", default_value = "5", value_parser = parse_secs)]
     duration: Duration,
+    /// Lock TTL in seconds.
+    #[arg(long = "ttl-secs", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
     ttl: u64,
+    /// `release_all` sizes.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,5000")]
     release_all: Vec<usize>,
+    /// Locks held in the memory phase.
+    #[arg(long, default_value_t = 10_000)]
     memory_locks: usize,
+    /// Waiter counts of the handoff phase.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    waiters: Vec<usize>,
+    /// Handoffs per waiter count, ours.
+    #[arg(long, default_value_t = 200)]
+    handoffs: usize,
+    /// Handoffs per waiter count, client-go's LeaderElector (each takes up
+    /// to its RetryPeriod, 2 s).
+    #[arg(long, default_value_t = 20)]
+    peer_handoffs: usize,
+    /// Dead-holder trials, each side.
+    #[arg(long, default_value_t = 3)]
+    dead_trials: usize,
+    /// The dead holder's TTL, seconds.
+    #[arg(long, default_value_t = 5)]
+    dead_ttl_secs: u64,
+    /// Which phases to run.
+    #[arg(long, value_delimiter = ',', default_value = "operations,throughput,workloads,release-all,memory,handoff", value_parser = clap::builder::PossibleValuesParser::new(PHASES))]
     phases: Vec<String>,
+    /// Also write the tables into this file (e.g. BENCHMARKS.md).
+    #[arg(long)]
     markdown: Option<PathBuf>,
+    /// A NAME=VALUE line for the environment list.
+    #[arg(long, value_parser = parse_pair::<String>)]
     about: Vec<(String, String)>,
+    /// etcd's client address (HOST:PORT), to read its WAL fsyncs.
+    #[arg(long)]
     etcd: Option<String>,
+    /// NAME=PID of a server process whose CPU time is read.
+    #[arg(long = "server-pid", value_parser = parse_pair::<u32>)]
     pids: Vec<(String, u32)>,
+    /// The run id (the memory child is given its parent's).
+    #[arg(long, default_value_t = run_id())]
     run: String,
 }
 
-fn parse_args() -> Result<Args> {
-    let mut raw = std::env::args().skip(1).peekable();
-    let memory_child = raw.next_if(|arg| arg == "memory").is_some();
-    let mut args = Args {
-        memory_child,
-        kubeconfig: PathBuf::new(),
-        namespace: "default".to_owned(),
-        clientgo: None,
-        iterations: 200,
-        clients: vec![1, 8, 32],
-        duration: Duration::from_secs(5),
-        ttl: 15,
-        release_all: vec![100, 1000, 5000],
-        memory_locks: 10_000,
-        phases: PHASES.iter().map(|phase| phase.to_string()).collect(),
-        markdown: None,
-        about: Vec::new(),
-        etcd: None,
-        pids: Vec::new(),
-        run: run_id(),
-    };
-    while let Some(arg) = raw.next() {
-        if arg == "--help" || arg == "-h" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let (flag, value) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), value.to_owned()),
-            None => {
-                let value = raw
-                    .next()
-                    .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))?;
-                (arg, value)
-            }
-        };
-        let number = |value: &str| {
-            value
-                .parse::<usize>()
-                .map_err(|_| format!("{flag}: {value:?} is not a number"))
-        };
-        match flag.as_str() {
-            "--kubeconfig" => args.kubeconfig = value.into(),
-            "--namespace" => args.namespace = value,
-            "--clientgo" => args.clientgo = Some(value.into()),
-            "--iterations" => args.iterations = number(&value)?.max(1),
-            "--clients" => {
-                args.clients = value
-                    .split(',')
-                    .map(number)
-                    .collect::<std::result::Result<_, _>>()?
-            }
-            "--duration-secs" => {
-                let secs: f64 = value
-                    .parse()
-                    .map_err(|_| format!("{flag}: {value:?} is not a number"))?;
-                args.duration = Duration::try_from_secs_f64(secs)?;
-            }
-            "--ttl-secs" => args.ttl = number(&value)?.max(1) as u64,
-            "--release-all" => {
-                args.release_all = value
-                    .split(',')
-                    .map(number)
-                    .collect::<std::result::Result<_, _>>()?;
-            }
-            "--memory-locks" => args.memory_locks = number(&value)?.max(1),
-            "--phases" => {
-                args.phases = value.split(',').map(str::to_owned).collect();
-                if let Some(unknown) = args.phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
-                    return Err(format!("--phases: unknown phase {unknown:?}").into());
-                }
-            }
-            "--markdown" => args.markdown = Some(value.into()),
-            "--about" => {
-                let (name, text) = value.split_once('=').ok_or("--about takes NAME=VALUE")?;
-                args.about.push((name.to_owned(), text.to_owned()));
-            }
-            "--etcd" => args.etcd = Some(value),
-            "--server-pid" => {
-                let (name, pid) = value.split_once('=').ok_or("--server-pid takes NAME=PID")?;
-                let pid = pid
-                    .parse()
-                    .map_err(|_| format!("--server-pid: {pid:?} is not a PID"))?;
-                args.pids.push((name.to_owned(), pid));
-            }
-            // The memory child is given the parent's run id.
-            "--run" => args.run = value,
-            _ => return Err(format!("unknown argument {flag}\n{USAGE}").into()),
-        }
+fn parse_positive(text: &str) -> std::result::Result<usize, String> {
+    match text.parse() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{text:?} is not a positive number")),
     }
-    if args.kubeconfig.as_os_str().is_empty() {
-        return Err(format!("--kubeconfig is required\n{USAGE}").into());
-    }
-    if args.clients.contains(&0) {
-        return Err("--clients: counts must be positive".into());
-    }
-    Ok(args)
+}
+
+fn parse_secs(text: &str) -> std::result::Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+fn parse_pair<T: std::str::FromStr>(text: &str) -> std::result::Result<(String, T), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    let value = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a valid value"))?;
+    Ok((name.to_owned(), value))
 }
 
 /// A short id that keeps this run's Lease names apart from other runs'.
@@ -170,10 +133,11 @@ fn run_id() -> String {
 
 #[tokio::main]
 async fn main() {
-    let outcome = match parse_args() {
-        Ok(args) if args.memory_child => memory_child(&args).await,
-        Ok(args) => run(args).await,
-        Err(error) => Err(error),
+    let args = Args::parse();
+    let outcome = if args.memory_child {
+        memory_child(&args).await
+    } else {
+        run(args).await
     };
     if let Err(error) = outcome {
         eprintln!("lease-bench: {error}");
@@ -330,6 +294,44 @@ async fn run(args: Args) -> Result<()> {
         report.memory = Some(memory(&args).await?);
     }
 
+    if run_phase("handoff") {
+        for &waiters in &args.waiters {
+            progress(&format!("handoffs with {waiters} waiters"));
+            let phase = ours.handoffs(waiters, args.handoffs).await?;
+            let clients = (waiters + 1).to_string();
+            let extra = vec![
+                "--clients".to_owned(),
+                clients,
+                "--iterations".to_owned(),
+                args.peer_handoffs.to_string(),
+            ];
+            let peer = peer_run("handoff", extra).await?;
+            report.handoffs.push(Row::new(
+                &format!("{waiters} waiters"),
+                "handoff",
+                phase,
+                peer,
+            ));
+        }
+        progress("dead holders");
+        let phase = ours
+            .dead_holder(args.dead_trials, args.dead_ttl_secs)
+            .await?;
+        let extra = vec![
+            "--iterations".to_owned(),
+            args.dead_trials.to_string(),
+            "--ttl-secs".to_owned(),
+            args.dead_ttl_secs.to_string(),
+        ];
+        let peer = peer_run("dead_holder", extra).await?;
+        report.handoffs.push(Row::new(
+            &format!("dead holder (TTL {} s): after the TTL", args.dead_ttl_secs),
+            "dead_holder",
+            phase,
+            peer,
+        ));
+    }
+
     report
         .about
         .push(("Load average at the end".to_owned(), load_average()));
@@ -390,7 +392,7 @@ async fn peer_loop(
 async fn memory(args: &Args) -> Result<ours::Memory> {
     let program = std::env::current_exe()?;
     let output = tokio::process::Command::new(program)
-        .arg("memory")
+        .arg("--memory-child")
         .arg("--kubeconfig")
         .arg(&args.kubeconfig)
         .args(["--namespace", &args.namespace, "--run", &args.run])

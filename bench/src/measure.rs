@@ -43,7 +43,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn add(&mut self, latency: Duration, outcome: celers_kube_lease::Result<bool>) {
+    /// Records one operation's latency and outcome.
+    pub fn record(&mut self, latency: Duration, outcome: celers_kube_lease::Result<bool>) {
         self.latencies.push(latency);
         match outcome {
             Ok(true) => self.successes += 1,
@@ -59,7 +60,7 @@ impl Stats {
     pub async fn time(&mut self, operation: impl Future<Output = celers_kube_lease::Result<bool>>) {
         let start = Instant::now();
         let outcome = operation.await;
-        self.add(start.elapsed(), outcome);
+        self.record(start.elapsed(), outcome);
     }
 
     pub fn merge(&mut self, other: Self) {

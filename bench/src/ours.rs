@@ -94,7 +94,7 @@ pub struct Ours {
     config: kube::Config,
     namespace: String,
     run: String,
-    ttl: u64,
+    pub(crate) ttl: u64,
     /// Sends the sequential operations; its clock is warm.
     main: KubeLeaseLockBackend,
     /// Holds the expired locks.
@@ -140,11 +140,19 @@ impl Ours {
         Ok(self.client.apiserver_version().await?.git_version)
     }
 
-    fn owner(&self) -> String {
+    /// A backend with a client (and connections) of its own.
+    pub fn fresh_backend(&self) -> Result<KubeLeaseLockBackend> {
+        backend(
+            kube::Client::try_from(self.config.clone())?,
+            &self.namespace,
+        )
+    }
+
+    pub(crate) fn owner(&self) -> String {
         format!("lease-bench-{}", self.run)
     }
 
-    fn keys(&self, scenario: &str, n: usize) -> Vec<String> {
+    pub(crate) fn keys(&self, scenario: &str, n: usize) -> Vec<String> {
         (0..n)
             .map(|i| format!("lb-{}-{scenario}-{i}", self.run))
             .collect()
@@ -384,10 +392,12 @@ impl Ours {
 }
 
 /// The backend as the benchmark uses it: no background sweeps.
+/// One API server here, so no skew between API servers is assumed.
 fn backend(client: kube::Client, namespace: &str) -> Result<KubeLeaseLockBackend> {
     Ok(KubeLeaseLockBackend::builder(client)
         .namespace(namespace)
         .request_timeout(Duration::from_secs(5))
+        .api_server_skew(Duration::ZERO)
         .sweep_interval(None)
         .build()?)
 }

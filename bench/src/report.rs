@@ -40,6 +40,8 @@ pub struct Report {
     pub workloads: Vec<Row>,
     pub release_all: Vec<Phase>,
     pub memory: Option<Memory>,
+    /// Guards waiting in `lock()` against client-go's LeaderElector.
+    pub handoffs: Vec<Row>,
 }
 
 impl Report {
@@ -100,6 +102,39 @@ impl Report {
                  and released).\n\n",
             );
             loop_table(&mut out, "Workload", "Succeeded", &self.workloads);
+        }
+
+        if !self.handoffs.is_empty() {
+            out.push_str(
+                "\n### Handoff (guards waiting in `lock()`; client-go: `LeaderElector` with its \
+                 defaults, RetryPeriod 2 s)\n\n\
+                 Each holder keeps the lock 100 ms, releases it and queues again once another \
+                 holds it (client-go: `ReleaseOnCancel`). Latency: the release call -> the \
+                 next holder's `lock()` returning (client-go: `OnStartedLeading`). Dead \
+                 holder: a lock written once and never renewed; latency: the waiter holding \
+                 it - (the write + TTL); our clients' clocks warmed by 30 reads first \
+                 (client-go needs no warming: it counts the TTL from its own first look). Requests: the API server's count over the phase, per \
+                 handoff (watch requests included).\n\n\
+                 | Waiters | Handoffs ours | p50 ms ours | p99 ms ours | Requests/handoff ours \
+                 | Handoffs client-go | p50 ms client-go | p99 ms client-go | Requests/handoff client-go |\n\
+                 |---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            );
+            for row in &self.handoffs {
+                let (ours, peer) = (&row.ours, row.peer.as_ref());
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} | {} |",
+                    row.label,
+                    ours.ops,
+                    ours.p50_ms,
+                    ours.p99_ms,
+                    ours.requests_per_op,
+                    peer.map_or(dash(), |p| p.ops.to_string()),
+                    peer.map_or(dash(), |p| format!("{:.1}", p.p50_ms)),
+                    peer.map_or(dash(), |p| format!("{:.1}", p.p99_ms)),
+                    peer.map_or(dash(), |p| format!("{:.2}", p.requests_per_op)),
+                );
+            }
         }
 
         if !self.release_all.is_empty() {

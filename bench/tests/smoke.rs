@@ -51,6 +51,8 @@ async fn lease_bench_runs_with_tiny_numbers() {
             "0.3",
         ])
         .args(["--release-all", "4,8", "--memory-locks", "20"])
+        .args(["--waiters", "1,2", "--handoffs", "3", "--dead-trials", "1"])
+        .args(["--dead-ttl-secs", "1"])
         .output()
         .expect("run lease-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -117,4 +119,13 @@ async fn lease_bench_runs_with_tiny_numbers() {
         cell(&stdout, "20", "Bytes per lock").is_some(),
         "no memory row:\n{stdout}"
     );
+    for label in [
+        "1 waiters",
+        "2 waiters",
+        "dead holder (TTL 1 s): after the TTL",
+    ] {
+        let handoffs = cell(&stdout, label, "Handoffs ours")
+            .unwrap_or_else(|| panic!("no handoff row {label:?} in:\n{stdout}"));
+        assert!(handoffs != "0", "{label}: no handoffs\n{stdout}");
+    }
 }
