@@ -153,7 +153,7 @@ pub fn check(lines: &[Line]) -> Figures {
             let what = || {
                 format!(
                     "{owner} {} {key:?} sent at {:.1} ms answered {:?} at {:.1} ms, claim until {:.1} ms",
-                    r.op.name(),
+                    r.op,
                     ms(r.sent_ns),
                     r.outcome,
                     ms(r.recv_ns),

@@ -286,6 +286,7 @@ impl Contender<'_> {
                 Ok(holder) => Outcome::Holder { holder },
                 Err(e) => Outcome::of_error(&e),
             },
+            other => unreachable!("contenders never call {other}"),
         };
         let recv_ns = mono_ns();
         match (op, &outcome) {

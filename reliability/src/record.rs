@@ -51,37 +51,8 @@ pub struct OpRecord {
     pub outcome: Outcome,
 }
 
-/// The library calls a contender makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Op {
-    /// `try_acquire`
-    TryAcquire,
-    /// `renew`
-    Renew,
-    /// `release`
-    Release,
-    /// `release_all`
-    ReleaseAll,
-    /// `owner`
-    Owner,
-    /// `sweep_expired`
-    SweepExpired,
-}
-
-impl Op {
-    /// The library's name of the call.
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::TryAcquire => "try_acquire",
-            Op::Renew => "renew",
-            Op::Release => "release",
-            Op::ReleaseAll => "release_all",
-            Op::Owner => "owner",
-            Op::SweepExpired => "sweep_expired",
-        }
-    }
-}
+/// The library calls a contender makes: the library's own names.
+pub use celers_kube_lease::Operation as Op;
 
 /// The answer to a call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

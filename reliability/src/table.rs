@@ -41,7 +41,7 @@ pub fn per_op(figures: &Figures) -> String {
     figures
         .by_op
         .iter()
-        .map(|(op, c)| format!("{} {}", op.name(), c.calls))
+        .map(|(op, c)| format!("{} {}", op, c.calls))
         .collect::<Vec<_>>()
         .join(", ")
 }
