@@ -2,82 +2,17 @@
 
 #![allow(clippy::expect_used)] // a test fails by panicking
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use celers_kube_lease::{lease_name, Error, KubeLeaseLockBackend};
-use celers_kube_lease_testkit::{cluster, Cluster};
+use celers_kube_lease_testkit::cluster;
+use common::fixture;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, ListParams, Patch, PatchParams};
-
-struct Fixture {
-    cluster: Cluster,
-    namespace: String,
-    leases: Api<Lease>,
-}
-
-async fn fixture(name: &str) -> Fixture {
-    let cluster = cluster();
-    let namespace = cluster.namespace(name).await;
-    let leases = Api::namespaced(cluster.client().await, &namespace);
-    Fixture {
-        cluster,
-        namespace,
-        leases,
-    }
-}
-
-impl Fixture {
-    /// A backend with its own client (its own connections and memory).
-    async fn backend(&self) -> KubeLeaseLockBackend {
-        KubeLeaseLockBackend::builder(self.cluster.client().await)
-            .namespace(&self.namespace)
-            .request_timeout(Duration::from_secs(10))
-            .sweep_interval(None)
-            .build()
-            .expect("valid settings")
-    }
-
-    async fn lease(&self, key: &str) -> Option<Lease> {
-        self.leases
-            .get_opt(&lease_name(key))
-            .await
-            .expect("get lease")
-    }
-
-    async fn version(&self, key: &str) -> Option<String> {
-        self.lease(key)
-            .await
-            .and_then(|l| l.metadata.resource_version)
-    }
-
-    async fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .leases
-            .list(&ListParams::default())
-            .await
-            .expect("list")
-            .items
-            .into_iter()
-            .filter_map(|l| l.metadata.name)
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn raw(&self, key: &str, path: &str) -> String {
-        self.cluster.kubectl_ok(&[
-            "get",
-            "lease",
-            "-n",
-            &self.namespace,
-            &lease_name(key),
-            "-o",
-            &format!("jsonpath={{{path}}}"),
-        ])
-    }
-}
+use kube::api::{Patch, PatchParams};
 
 fn spec(lease: &Lease) -> k8s_openapi::api::coordination::v1::LeaseSpec {
     lease.spec.clone().expect("spec")

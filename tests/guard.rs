@@ -3,59 +3,14 @@
 
 #![allow(clippy::expect_used)] // a test fails by panicking
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use celers_kube_lease::{lease_name, Error, FencingToken, KubeLeaseLockBackend};
-use celers_kube_lease_testkit::{cluster, Cluster, RequestCounts};
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
-
-struct Fixture {
-    cluster: Cluster,
-    namespace: String,
-    leases: Api<Lease>,
-}
-
-async fn fixture(name: &str) -> Fixture {
-    let cluster = cluster();
-    let namespace = cluster.namespace(name).await;
-    let leases = Api::namespaced(cluster.client().await, &namespace);
-    Fixture {
-        cluster,
-        namespace,
-        leases,
-    }
-}
-
-impl Fixture {
-    fn build(&self, client: kube::Client) -> KubeLeaseLockBackend {
-        KubeLeaseLockBackend::builder(client)
-            .namespace(&self.namespace)
-            .sweep_interval(None)
-            .sweep_grace(Duration::ZERO)
-            .build()
-            .expect("valid settings")
-    }
-
-    async fn backend(&self) -> KubeLeaseLockBackend {
-        self.build(self.cluster.client().await)
-    }
-
-    async fn counted_backend(&self) -> (KubeLeaseLockBackend, RequestCounts) {
-        let (client, counts) = self.cluster.counting_client().await;
-        (self.build(client), counts)
-    }
-
-    async fn version(&self, key: &str) -> Option<String> {
-        self.leases
-            .get_opt(&lease_name(key))
-            .await
-            .expect("get lease")
-            .and_then(|lease| lease.metadata.resource_version)
-    }
-}
+use celers_kube_lease::{Error, FencingToken};
+use common::fixture;
 
 const TTL: Duration = Duration::from_secs(3);
 
@@ -180,7 +135,13 @@ async fn fencing_tokens_strictly_increase_over_tenures() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(300);
     let f = fixture("tokens").await;
-    let backends = [f.backend().await, f.backend().await];
+    let backend = || async {
+        f.builder(f.cluster.client().await)
+            .sweep_grace(Duration::ZERO)
+            .build()
+            .expect("valid settings")
+    };
+    let backends = [backend().await, backend().await];
     let keys = ["a", "b", "c"];
     let owners = ["x", "y", "z"];
     let mut last: Option<FencingToken> = None;

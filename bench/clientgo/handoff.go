@@ -74,11 +74,14 @@ func (b *bench) runHandoff(ctx context.Context) (*result, error) {
 		handedOn.Broadcast()
 		mu.Unlock()
 	}()
-	before, err := b.leaseRequestTotal(ctx)
-	if err != nil {
-		return nil, err
-	}
-	clientBefore := b.leaseRequests.Load()
+	return b.measured(ctx, b.o.clients, func() (*stats, error) {
+		return b.handOn(runCtx, stop, clients, name, &mu, handedOn, &st, &released, &terms)
+	})
+}
+
+// handOn runs the electors of runHandoff until it has its handoffs.
+func (b *bench) handOn(runCtx context.Context, stop context.CancelFunc, clients []kubernetes.Interface, name string,
+	mu *sync.Mutex, handedOn *sync.Cond, st *stats, released *time.Time, terms *int) (*stats, error) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range clients {
@@ -92,11 +95,11 @@ func (b *bench) runHandoff(ctx context.Context) (*result, error) {
 					OnStartedLeading: func(context.Context) {
 						now := time.Now()
 						mu.Lock()
-						terms++
+						*terms++
 						handedOn.Broadcast()
 						if !released.IsZero() {
-							st.add(now.Sub(released), opOutcome{held: true})
-							released = time.Time{}
+							st.add(now.Sub(*released), opOutcome{held: true})
+							*released = time.Time{}
 						}
 						done := st.ops >= b.o.iterations
 						mu.Unlock()
@@ -106,8 +109,8 @@ func (b *bench) runHandoff(ctx context.Context) (*result, error) {
 						}
 						time.Sleep(holdFor)
 						mu.Lock()
-						released = time.Now()
-						led = terms
+						*released = time.Now()
+						led = *terms
 						mu.Unlock()
 						endTerm()
 					},
@@ -124,7 +127,7 @@ func (b *bench) runHandoff(ctx context.Context) (*result, error) {
 				// Rejoin only once another elector took the lease, so that
 				// every handoff goes to a waiter.
 				mu.Lock()
-				for terms == led && runCtx.Err() == nil {
+				for *terms == led && runCtx.Err() == nil {
 					handedOn.Wait()
 				}
 				mu.Unlock()
@@ -132,16 +135,10 @@ func (b *bench) runHandoff(ctx context.Context) (*result, error) {
 		}(i)
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	clientReq := b.leaseRequests.Load() - clientBefore
-	after, err := b.leaseRequestTotal(ctx)
-	if err != nil {
-		return nil, err
-	}
 	if st.ops < b.o.iterations {
-		return nil, fmt.Errorf("only %d of %d handoffs in %v", st.ops, b.o.iterations, elapsed)
+		return nil, fmt.Errorf("only %d of %d handoffs in %v", st.ops, b.o.iterations, time.Since(start))
 	}
-	return b.report(&st, b.o.clients, elapsed, after-before, clientReq), nil
+	return st, nil
 }
 
 // runDeadHolder: --iterations trials of a holder that dies (its lease is
@@ -153,13 +150,12 @@ func (b *bench) runDeadHolder(ctx context.Context) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	return b.measured(ctx, 1, func() (*stats, error) { return b.deadHolders(ctx, c) })
+}
+
+// deadHolders runs the trials of runDeadHolder.
+func (b *bench) deadHolders(ctx context.Context, c kubernetes.Interface) (*stats, error) {
 	var st stats
-	before, err := b.leaseRequestTotal(ctx)
-	if err != nil {
-		return nil, err
-	}
-	clientBefore := b.leaseRequests.Load()
-	start := time.Now()
 	for trial := 0; trial < b.o.iterations && ctx.Err() == nil; trial++ {
 		name := b.leaseName("dead-holder", trial)
 		now := metav1.NewMicroTime(time.Now())
@@ -193,11 +189,5 @@ func (b *bench) runDeadHolder(ctx context.Context) (*result, error) {
 		}
 		st.add(took.Sub(written)-b.ttl, opOutcome{held: true})
 	}
-	elapsed := time.Since(start)
-	clientReq := b.leaseRequests.Load() - clientBefore
-	after, err := b.leaseRequestTotal(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return b.report(&st, 1, elapsed, after-before, clientReq), nil
+	return &st, nil
 }

@@ -545,17 +545,29 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
+	return b.measured(ctx, 1, func() (*stats, error) {
+		var st stats
+		for i := 0; i < b.o.iterations && ctx.Err() == nil; i++ {
+			t := time.Now()
+			out := op(ctx, i)
+			st.add(time.Since(t), out)
+		}
+		return &st, nil
+	})
+}
+
+// measured runs work between two readings of the server's and this
+// client's lease request counts, and reports what it did.
+func (b *bench) measured(ctx context.Context, clients int, work func() (*stats, error)) (*result, error) {
 	before, err := b.leaseRequestTotal(ctx)
 	if err != nil {
 		return nil, err
 	}
 	clientBefore := b.leaseRequests.Load()
-	var st stats
 	start := time.Now()
-	for i := 0; i < b.o.iterations && ctx.Err() == nil; i++ {
-		t := time.Now()
-		out := op(ctx, i)
-		st.add(time.Since(t), out)
+	st, err := work()
+	if err != nil {
+		return nil, err
 	}
 	elapsed := time.Since(start)
 	clientReq := b.leaseRequests.Load() - clientBefore
@@ -563,7 +575,7 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b.report(&st, 1, elapsed, after-before, clientReq), nil
+	return b.report(st, clients, elapsed, after-before, clientReq), nil
 }
 
 // setupSequential prepares the leases of a sequential scenario (not measured)
