@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use crate::clock::{LocalInstant, Sample, ServerClock, ServerTime};
 use crate::error::{Error, Operation, Target};
 use crate::lease::{Lease, LeaseList};
+use crate::metrics::Metrics;
 
 /// Why a request did not succeed.
 #[derive(Debug)]
@@ -43,6 +44,16 @@ impl Failure {
         match self {
             Self::Status { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+
+    /// The `code` label of the request metrics.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Status { code, .. } => code.to_string(),
+            Self::Timeout => "timeout".to_owned(),
+            Self::Transport(_) => "transport".to_owned(),
+            Self::Unexpected(_) => "unreadable".to_owned(),
         }
     }
 
@@ -87,6 +98,7 @@ pub struct LeaseApi {
     field_manager: String,
     timeout: Duration,
     clock: Mutex<ServerClock>,
+    metrics: Metrics,
 }
 
 impl LeaseApi {
@@ -96,6 +108,7 @@ impl LeaseApi {
         field_manager: String,
         timeout: Duration,
         api_server_skew: Duration,
+        metrics: Metrics,
     ) -> Self {
         Self {
             client,
@@ -105,6 +118,7 @@ impl LeaseApi {
             field_manager,
             timeout,
             clock: Mutex::new(ServerClock::new(api_server_skew)),
+            metrics,
         }
     }
 
@@ -121,7 +135,7 @@ impl LeaseApi {
     /// The Lease, or `None` if there is none.
     pub async fn get(&self, name: &str) -> Result<Option<Lease>, Failure> {
         let request = self.request.get(name, &GetParams::default());
-        match self.send(request).await {
+        match self.send("get", request).await {
             Ok(body) => decode(&body).map(Some),
             Err(failure) if failure.code() == Some(404) => Ok(None),
             Err(failure) => Err(failure),
@@ -135,7 +149,11 @@ impl LeaseApi {
             ..PostParams::default()
         };
         let body = serde_json::to_vec(lease).map_err(|e| Failure::Unexpected(e.to_string()))?;
-        decode(&self.send(self.request.create(&params, body)).await?)
+        decode(
+            &self
+                .send("create", self.request.create(&params, body))
+                .await?,
+        )
     }
 
     /// Applies a JSON merge patch; conditional when it names a
@@ -146,7 +164,7 @@ impl LeaseApi {
             ..PatchParams::default()
         };
         let request = self.request.patch(name, &params, &Patch::Merge(patch));
-        decode(&self.send(request).await?)
+        decode(&self.send("patch", request).await?)
     }
 
     /// Deletes the Lease if it still has this resourceVersion and uid (409
@@ -164,7 +182,7 @@ impl LeaseApi {
             }),
             ..DeleteParams::default()
         };
-        self.send(self.request.delete(name, &params))
+        self.send("delete", self.request.delete(name, &params))
             .await
             .map(drop)
     }
@@ -182,7 +200,7 @@ impl LeaseApi {
             continue_token,
             ..ListParams::default()
         };
-        decode(&self.send(self.request.list(&params)).await?)
+        decode(&self.send("list", self.request.list(&params)).await?)
     }
 
     /// Changes of the Lease `name` after `from` (a resourceVersion), or its
@@ -217,8 +235,24 @@ impl LeaseApi {
 
     async fn send(
         &self,
+        verb: &'static str,
         request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
     ) -> Result<Vec<u8>, Failure> {
+        let started = std::time::Instant::now();
+        let outcome = self.exchange(request).await;
+        let code = outcome
+            .as_ref()
+            .map_or_else(Failure::label, |(status, _)| status.as_str().to_owned());
+        self.metrics
+            .request(verb, &code, started.elapsed().as_secs_f64());
+        outcome.map(|(_, body)| body)
+    }
+
+    /// One request and its answer: the status and body of a success.
+    async fn exchange(
+        &self,
+        request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+    ) -> Result<(StatusCode, Vec<u8>), Failure> {
         let request =
             request.map_err(|e| Failure::Unexpected(format!("building the request: {e}")))?;
         let exchange = async {
@@ -248,7 +282,7 @@ impl LeaseApi {
                 .await
                 .map_err(Failure::Transport)?;
             if status.is_success() {
-                Ok(body.to_vec())
+                Ok((status, body.to_vec()))
             } else {
                 Err(status_failure(status, &body))
             }

@@ -5,19 +5,21 @@
 //! [Requests](crate#requests)). Every answer other than a successful write
 //! (`false`, `is_locked`, `owner`, a foreign Lease) comes from a fresh read.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tracing::Instrument;
 
-use crate::api::{Failure, LeaseApi};
+use crate::api::LeaseApi;
 use crate::bulk::Sweeper;
-use crate::clock::ServerTime;
+use crate::clock::{LocalInstant, ServerTime};
 use crate::config::{Config, KubeLeaseLockBackendBuilder};
 use crate::decision::{self, Step, Write};
-use crate::error::{Error, Operation, Result, Target};
-use crate::input::{check_key, check_key_and_owner, check_ttl};
+use crate::error::{Error, Operation, Result};
+use crate::input::{check_key_and_owner, check_ttl};
 use crate::known::Known;
 use crate::lease::{Found, Lease, Marks, Record};
+use crate::metrics::Metrics;
 use crate::naming::Lock;
 
 /// A [`DistributedLockBackend`](celers_core::lock::DistributedLockBackend)
@@ -36,6 +38,10 @@ pub(crate) struct Inner {
     pub marks: Marks,
     pub known: Mutex<Known>,
     pub sweeper: Sweeper,
+    pub metrics: Metrics,
+    /// The locks this backend's last writes hold, with their local end:
+    /// for the `held` metric.
+    pub held: Mutex<HashMap<String, LocalInstant>>,
 }
 
 /// Where a decision starts from.
@@ -99,13 +105,14 @@ impl KubeLeaseLockBackend {
 
     /// A backend from settings that [`KubeLeaseLockBackendBuilder::build`]
     /// has validated.
-    pub(crate) fn from_parts(client: kube::Client, config: Config) -> Self {
+    pub(crate) fn from_parts(client: kube::Client, config: Config, metrics: Metrics) -> Self {
         let api = LeaseApi::new(
             client,
             &config.namespace,
             config.field_manager.clone(),
             config.request_timeout,
             config.api_server_skew,
+            metrics.clone(),
         );
         Self {
             inner: Arc::new(Inner {
@@ -114,6 +121,8 @@ impl KubeLeaseLockBackend {
                 sweeper: Sweeper::new(config.sweep_interval),
                 config,
                 known: Mutex::new(Known::default()),
+                metrics,
+                held: Mutex::default(),
             }),
         }
     }
@@ -139,7 +148,8 @@ impl KubeLeaseLockBackend {
         let ttl = check_key_and_owner(op, key, owner).and_then(|()| check_ttl(op, ttl_secs))?;
         let span = tracing::debug_span!("try_acquire", key, owner, ttl_secs);
         let decide = |found: &Found, now| decision::try_acquire(found, owner, ttl, now);
-        Ok(self.run(op, key, decide).instrument(span).await?.wrote())
+        let decided = self.run(op, key, decide).instrument(span).await;
+        self.observed(op, decided.map(|decided| decided.wrote()))
     }
 
     /// Extends the lock `key` held by `owner` to `ttl_secs` from now.
@@ -155,7 +165,8 @@ impl KubeLeaseLockBackend {
         let ttl = check_key_and_owner(op, key, owner).and_then(|()| check_ttl(op, ttl_secs))?;
         let span = tracing::debug_span!("renew", key, owner, ttl_secs);
         let decide = |found: &Found, now| decision::renew(found, owner, ttl, now);
-        Ok(self.run(op, key, decide).instrument(span).await?.wrote())
+        let decided = self.run(op, key, decide).instrument(span).await;
+        self.observed(op, decided.map(|decided| decided.wrote()))
     }
 
     /// Deletes the lock `key` if `owner` holds it (live, or expired and not
@@ -169,42 +180,8 @@ impl KubeLeaseLockBackend {
         check_key_and_owner(op, key, owner)?;
         let span = tracing::debug_span!("release", key, owner);
         let decide = |found: &Found, _| decision::release(found, owner);
-        Ok(self.run(op, key, decide).instrument(span).await?.wrote())
-    }
-
-    /// Whether the lock `key` has a live holder. Always one read.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidInput`] for a bad key, [`Error::ForeignLease`], and
-    /// API, timeout and transport errors.
-    pub async fn is_locked(&self, key: &str) -> Result<bool> {
-        Ok(self.holder(Operation::IsLocked, key).await?.is_some())
-    }
-
-    /// The live holder of the lock `key`, if any. Always one read.
-    ///
-    /// # Errors
-    ///
-    /// As for [`is_locked`](Self::is_locked).
-    pub async fn owner(&self, key: &str) -> Result<Option<String>> {
-        self.holder(Operation::Owner, key).await
-    }
-
-    async fn holder(&self, op: Operation, key: &str) -> Result<Option<String>> {
-        check_key(op, key)?;
-        let lock = Lock::new(key);
-        let span = tracing::debug_span!("read", %op, key);
-        async {
-            let found = self.read(op, &lock).await?;
-            let now = self.server_time(op, &lock)?;
-            match decision::live_holder(&found, now) {
-                Ok(holder) => Ok(holder.map(str::to_owned)),
-                Err(decision::Foreign) => Err(self.foreign(op, &lock)),
-            }
-        }
-        .instrument(span)
-        .await
+        let decided = self.run(op, key, decide).instrument(span).await;
+        self.observed(op, decided.map(|decided| decided.wrote()))
     }
 
     /// One operation on one lock, starting from what is remembered of it.
@@ -257,7 +234,10 @@ impl KubeLeaseLockBackend {
                 Step::Write(write) => {
                     let created = matches!(write, Write::Create(_));
                     match self.write(op, lock, write).await? {
-                        Written::Done(state) => return Ok(Decided::Wrote(state)),
+                        Written::Done(state) => {
+                            self.note_held(lock, &state);
+                            return Ok(Decided::Wrote(state));
+                        }
                         // Another owner created the Lease since our read.
                         Written::Lost if fresh && created => return Ok(Decided::Refused(None)),
                         Written::Lost if fresh => {
@@ -285,7 +265,7 @@ impl KubeLeaseLockBackend {
         }
     }
 
-    async fn read(&self, op: Operation, lock: &Lock<'_>) -> Result<Found> {
+    pub(crate) async fn read(&self, op: Operation, lock: &Lock<'_>) -> Result<Found> {
         match self.read_lease(op, lock).await? {
             Some(lease) => self.found_in(op, lock, &lease),
             None => {
@@ -355,6 +335,7 @@ impl KubeLeaseLockBackend {
                     || (failure.code() == Some(404) && !matches!(write, Write::Create(_))) =>
             {
                 tracing::debug!(?failure, "lost a write race");
+                self.inner.metrics.conflict();
                 self.forget(lock);
                 Ok(Written::Lost)
             }
@@ -381,24 +362,5 @@ impl KubeLeaseLockBackend {
                 target: self.target(Some(lock)),
                 detail: "the API server sent no Date header, so its clock is unknown".to_owned(),
             })
-    }
-
-    pub(crate) fn target(&self, lock: Option<&Lock<'_>>) -> Target {
-        Target {
-            namespace: self.inner.config.namespace.clone(),
-            key: lock.map(|lock| lock.key.to_owned()),
-            lease: lock.map(|lock| lock.name.clone()),
-        }
-    }
-
-    pub(crate) fn foreign(&self, operation: Operation, lock: &Lock<'_>) -> Error {
-        Error::ForeignLease {
-            operation,
-            target: self.target(Some(lock)),
-        }
-    }
-
-    pub(crate) fn failed(&self, op: Operation, lock: Option<&Lock<'_>>, failure: Failure) -> Error {
-        failure.into_error(op, self.target(lock), self.inner.config.request_timeout)
     }
 }

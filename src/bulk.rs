@@ -39,9 +39,12 @@ impl KubeLeaseLockBackend {
         check_owner(op, owner)?;
         let selector = self.inner.marks.owner_selector(owner);
         let span = tracing::debug_span!("release_all", owner);
-        self.delete_listed(op, &selector, |found, _| decision::release(found, owner))
+        let released = self
+            .delete_listed(op, &selector, |found, _| decision::release(found, owner))
             .instrument(span)
-            .await
+            .await;
+        self.metrics_of(op, &released, |n| *n > 0);
+        released
     }
 
     /// Deletes the Leases of this crate in the namespace (any owner) that have
@@ -58,9 +61,16 @@ impl KubeLeaseLockBackend {
         let grace = self.sweep_grace();
         let decide = move |found: &Found, now| decision::sweep(found, now, grace);
         let selector = self.inner.marks.all_locks_selector();
-        self.delete_listed(Operation::SweepExpired, &selector, decide)
+        let op = Operation::SweepExpired;
+        let swept = self
+            .delete_listed(op, &selector, decide)
             .instrument(tracing::debug_span!("sweep_expired"))
-            .await
+            .await;
+        self.metrics_of(op, &swept, |n| *n > 0);
+        if let Ok(deleted) = swept {
+            self.inner.metrics.swept(deleted);
+        }
+        swept
     }
 
     /// Lists the Leases matching `selector` and runs `decide` on each, with

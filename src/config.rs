@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::backend::KubeLeaseLockBackend;
 use crate::error::{Error, Operation};
+use crate::metrics::Metrics;
 use crate::naming;
 
 /// Validated settings of a backend.
@@ -178,6 +179,7 @@ impl Config {
 pub struct KubeLeaseLockBackendBuilder {
     client: kube::Client,
     config: Config,
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for KubeLeaseLockBackendBuilder {
@@ -194,6 +196,7 @@ impl KubeLeaseLockBackendBuilder {
         Self {
             client,
             config: Config::defaults(namespace),
+            metrics: Metrics::default(),
         }
     }
 
@@ -289,6 +292,16 @@ impl KubeLeaseLockBackendBuilder {
         self
     }
 
+    /// Registers the backend's Prometheus metrics in `registry` (feature
+    /// `metrics`); see the [metrics module](crate#metrics) for the list.
+    /// Default: no metrics.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, registry: &mut prometheus_client::registry::Registry) -> Self {
+        self.metrics = Metrics::register(registry);
+        self
+    }
+
     /// Validates the settings and builds the backend. Sends nothing.
     ///
     /// # Errors
@@ -299,7 +312,11 @@ impl KubeLeaseLockBackendBuilder {
     /// outside the range its setter documents.
     pub fn build(self) -> Result<KubeLeaseLockBackend, Error> {
         self.config.validate(Operation::Build)?;
-        Ok(KubeLeaseLockBackend::from_parts(self.client, self.config))
+        Ok(KubeLeaseLockBackend::from_parts(
+            self.client,
+            self.config,
+            self.metrics,
+        ))
     }
 }
 

@@ -48,7 +48,7 @@ impl KubeLeaseLockBackend {
         check_key_and_owner(op, key, owner)?;
         let ttl_secs = check_ttl_duration(op, ttl)?;
         let span = tracing::debug_span!("try_lock", key, owner, ttl_secs);
-        async {
+        let guard = async {
             let sent = LocalInstant::now();
             let decide = |found: &Found, now| decision::lock(found, owner, ttl_secs, now);
             match self.run(op, key, decide).await? {
@@ -57,7 +57,9 @@ impl KubeLeaseLockBackend {
             }
         }
         .instrument(span)
-        .await
+        .await;
+        self.metrics_of(op, &guard, Option::is_some);
+        guard
     }
 
     /// Takes the lock `key` for `owner` as a guard, waiting up to `wait` for
@@ -87,7 +89,7 @@ impl KubeLeaseLockBackend {
         check_key_and_owner(op, key, owner)?;
         let ttl_secs = check_ttl_duration(op, ttl)?;
         let span = tracing::debug_span!("lock", key, owner, ttl_secs, ?wait);
-        async {
+        let guard = async {
             let deadline = tokio::time::Instant::now().checked_add(wait);
             let lock = Lock::new(key);
             let decide = |found: &Found, now| decision::lock(found, owner, ttl_secs, now);
@@ -97,7 +99,9 @@ impl KubeLeaseLockBackend {
             }
         }
         .instrument(span)
-        .await
+        .await;
+        self.metrics_of(op, &guard, Option::is_some);
+        guard
     }
 
     /// A guard for the tenure a write of `op` started at local time `sent`.

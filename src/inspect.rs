@@ -84,6 +84,46 @@ impl LockInfo {
 }
 
 impl KubeLeaseLockBackend {
+    /// Whether the lock `key` has a live holder. Always one read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] for a bad key, [`Error::ForeignLease`], and
+    /// API, timeout and transport errors.
+    pub async fn is_locked(&self, key: &str) -> Result<bool> {
+        let op = Operation::IsLocked;
+        let holder = self.holder(op, key).await;
+        self.observed(op, holder.map(|holder| holder.is_some()))
+    }
+
+    /// The live holder of the lock `key`, if any. Always one read.
+    ///
+    /// # Errors
+    ///
+    /// As for [`is_locked`](Self::is_locked).
+    pub async fn owner(&self, key: &str) -> Result<Option<String>> {
+        let op = Operation::Owner;
+        let holder = self.holder(op, key).await;
+        self.metrics_of(op, &holder, |_| true);
+        holder
+    }
+
+    pub(crate) async fn holder(&self, op: Operation, key: &str) -> Result<Option<String>> {
+        check_key(op, key)?;
+        let lock = Lock::new(key);
+        let span = tracing::debug_span!("read", %op, key);
+        async {
+            let found = self.read(op, &lock).await?;
+            let now = self.server_time(op, &lock)?;
+            match decision::live_holder(&found, now) {
+                Ok(holder) => Ok(holder.map(str::to_owned)),
+                Err(decision::Foreign) => Err(self.foreign(op, &lock)),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
     /// Every lock of this crate in the namespace whose key starts with
     /// `key_prefix` (`""` for all), sorted by key. Lists page by page.
     ///

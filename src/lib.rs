@@ -67,6 +67,25 @@
 //!
 //! - `celers-core-03`: also implement celers-core 0.3's
 //!   `DistributedLockBackend` (for celers-beat 0.3).
+//! - `metrics`: Prometheus metrics (prometheus-client) in a registry the
+//!   application passes to the builder; see [Metrics](#metrics).
+//!
+//! # Metrics
+//!
+//! With the feature `metrics`,
+//! [`KubeLeaseLockBackendBuilder::metrics`](crate::KubeLeaseLockBackendBuilder)
+//! registers these under the prefix `celers_lock` (counters end in
+//! `_total` in the exposition):
+//!
+//! | metric | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `celers_lock_operations_total` | counter | `operation`, `result` | calls by result: `acquired`, `refused`, `renewed`, `released`, `not_held`, `answered`, `error_configuration`, `error_timeout`, `error_broker` |
+//! | `celers_lock_api_requests_total` | counter | `verb`, `code` | API requests by verb (`get`, `create`, `patch`, `delete`, `list`, `watch`) and HTTP status (`timeout`, `transport` when there is none) |
+//! | `celers_lock_api_request_duration_seconds` | histogram | `verb` | their latency |
+//! | `celers_lock_conflicts_total` | counter | | conditional writes rejected (409, or 404 on a write) |
+//! | `celers_lock_held` | gauge | | locks this backend holds by its last writes (not yet released, nor past their TTL) |
+//! | `celers_lock_sweeps_total` | counter | | sweeps that completed |
+//! | `celers_lock_swept_leases_total` | counter | | Leases they deleted |
 //!
 //! This library enables neither a `k8s-openapi` version feature nor a TLS
 //! backend of `kube`: the application chooses both.
@@ -92,6 +111,7 @@ mod input;
 mod inspect;
 mod known;
 mod lease;
+mod metrics;
 mod naming;
 mod wait;
 
