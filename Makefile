@@ -1,5 +1,5 @@
 # The commands people use. `make test` and `make demo` need only Rust and Go.
-.PHONY: test demo lint fmt up down status bench reliability reliability-long
+.PHONY: test demo lint fmt up down status bench reliability reliability-long plugin
 
 ## Run every test, the real-cluster ones included, on a local control plane
 ## that this command starts and stops.
@@ -43,3 +43,7 @@ reliability:
 ## skewed clocks for DURATION (default 600s), then the figures as a table.
 reliability-long:
 	cargo run --locked -p celers-kube-lease-reliability -- long --duration $(or $(DURATION),600s)
+
+## The kubectl plugin: `kubectl celers …` once ~/.cargo/bin is on PATH.
+plugin:
+	cargo install --locked --path kubectl-celers

@@ -128,7 +128,7 @@ narrate() {
 say "running ${replicas[*]} for ${secs}s (namespace $namespace, ${tasks} tasks every ${interval}s, TTL ${ttl}s)"
 t0=$(now_us)
 for name in "${replicas[@]}"; do
-  POD_NAME=$name POD_NAMESPACE=$namespace KUBECONFIG=$kubeconfig RUST_LOG=info LOG_FORMAT=json \
+  POD_NAME=$name POD_NAMESPACE=$namespace KUBECONFIG=$kubeconfig RUST_LOG=info LOG_FORMAT=json METRICS_PORT=0 \
     "$bin" --interval-secs "$interval" --ttl-secs "$ttl" --tasks "$tasks" \
     > >(narrate "$name") 2>&1 &
   pid[$name]=$!
