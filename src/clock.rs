@@ -496,6 +496,24 @@ mod tests {
         assert!(now.earliest <= now.latest);
     }
 
+    /// `/proc/uptime` counts time suspended (it is `CLOCK_BOOTTIME`); the
+    /// local clock must read the same clock.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_local_clock_is_the_boot_clock() {
+        let uptime = std::fs::read_to_string("/proc/uptime").expect("/proc/uptime");
+        let secs: f64 = uptime
+            .split_whitespace()
+            .next()
+            .and_then(|secs| secs.parse().ok())
+            .expect("seconds");
+        let local = LocalInstant::now().0.as_secs_f64();
+        assert!(
+            (local - secs).abs() < 0.1,
+            "boot clock {local} s, uptime {secs} s"
+        );
+    }
+
     #[test]
     fn the_local_clock_moves_forward() {
         let a = LocalInstant::now();
