@@ -157,6 +157,43 @@ async fn a_write_lost_to_another_owner_is_an_answer() {
 }
 
 #[tokio::test]
+async fn a_create_lost_to_another_owner_is_an_answer_at_once() {
+    // Even with no retries allowed: the 409 means another owner created the
+    // Lease after our read found none, so it held the lock at that moment.
+    let (backend, mut handle) = backend(|client| {
+        KubeLeaseLockBackend::builder(client)
+            .namespace("ns")
+            .conflict_retries(0)
+            .sweep_interval(None)
+            .build()
+            .expect("valid settings")
+    });
+    let server = tokio::spawn(async move {
+        serve(
+            &mut handle,
+            Method::GET,
+            status(StatusCode::NOT_FOUND, "NotFound"),
+        )
+        .await;
+        serve(
+            &mut handle,
+            Method::POST,
+            status(StatusCode::CONFLICT, "AlreadyExists"),
+        )
+        .await;
+        // Nothing more: a further request would find no answer here.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), handle.next_request())
+                .await
+                .is_err(),
+            "the lost create was retried"
+        );
+    });
+    assert!(!backend.try_acquire(KEY, "me", 30).await.expect("an answer"));
+    server.await.expect("server");
+}
+
+#[tokio::test]
 async fn a_response_without_a_date_header_is_an_error() {
     let (backend, mut handle) = backend(defaults);
     let server = tokio::spawn(async move {
