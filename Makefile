@@ -1,5 +1,5 @@
 # The commands people use. `make test` and `make demo` need only Rust and Go.
-.PHONY: test demo lint fmt up down status bench reliability reliability-long plugin
+.PHONY: test demo lint fmt up down status bench reliability reliability-long plugin pods-e2e node-up node-down
 
 ## Run every test, the real-cluster ones included, on a local control plane
 ## that this command starts and stops.
@@ -47,3 +47,15 @@ reliability-long:
 ## The kubectl plugin: `kubectl celers …` once ~/.cargo/bin is on PATH.
 plugin:
 	cargo install --locked --path kubectl-celers
+
+## The example scheduler as three real pods on a one-node cluster on this
+## machine (root; Debian's containerd, runc and jq; see hack/node.sh): node,
+## image, failover and a rolling restart, then everything stopped again.
+pods-e2e:
+	hack/pods-e2e.sh
+
+## That one-node cluster alone, for poking around.
+node-up:
+	hack/node.sh up
+node-down:
+	hack/node.sh down

@@ -181,17 +181,7 @@ haproxy_bin() {
 pid_of() { [ -f "$dir/$1.pid" ] && cat "$dir/$1.pid"; }
 
 # True if PID is a live (not zombie) process of this instance running NAME's program.
-is_ours() {
-  local pid=$1 prog stat argv0 cmdline
-  prog=$(prog_of "$2")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [ "${stat%% *}" != Z ] || return 1
-  cmdline=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  argv0=${cmdline%%$'\n'*}
-  [ "${argv0##*/}" = "$prog" ] && [[ $cmdline == *"$dir/"* ]]
-}
+is_ours() { runs_program "$1" "$(prog_of "$2")" "$dir"; }
 
 alive() { local pid; pid=$(pid_of "$1") && is_ours "$pid" "$1"; }
 

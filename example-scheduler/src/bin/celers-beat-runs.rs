@@ -1,7 +1,8 @@
 //! `celers-beat-runs`: reads the JSON logs of scheduler replicas and says
 //! which runs were executed, whether any was executed twice or missed, and
 //! how long a failover took. Exits 1 if a run was executed twice, none was
-//! executed, or an asked-for failover did not happen.
+//! executed, an asked-for failover did not happen, or (`--fail-on-missed`)
+//! a run was missed.
 //!
 //!     celers-beat-runs --tasks 3 --interval 2 [--failover-after UNIX_MS --dead NAME] \
 //!         replica-a=a.log replica-b=b.log ...
@@ -29,6 +30,10 @@ struct Args {
     /// The replica killed at --failover-after.
     #[arg(long, requires = "failover_after")]
     dead: Option<String>,
+    /// Also fail when a run due between the first and the last executed
+    /// one was executed by nobody.
+    #[arg(long)]
+    fail_on_missed: bool,
     /// NAME=LOG for each replica.
     #[arg(required = true, value_parser = parse_log)]
     logs: Vec<(String, PathBuf)>,
@@ -99,6 +104,9 @@ fn main() -> ExitCode {
     }
     if summary.executed == 0 {
         failed.push("no run was executed".to_owned());
+    }
+    if args.fail_on_missed && summary.missed > 0 {
+        failed.push(format!("{} runs were executed by nobody", summary.missed));
     }
     if failed.is_empty() {
         ExitCode::SUCCESS
