@@ -247,7 +247,10 @@ impl LockGuard {
     /// allowance and a tenth of the TTL) passed without a successful
     /// renewal, which is always before another owner can take the lock;
     /// also when the guard is released or dropped. Select on
-    /// `lost().cancelled()` to stop work.
+    /// `lost().cancelled()` to stop work. The token is cancelled by the
+    /// guard's renewal task: on a runtime starved of CPU that can come late,
+    /// so check [`is_held`](Self::is_held), which reads the clock itself,
+    /// right before anything that must not happen twice.
     pub fn lost(&self) -> CancellationToken {
         self.shared.lost.clone()
     }
