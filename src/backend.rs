@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::api::LeaseApi;
 use crate::bulk::Sweeper;
 use crate::clock::{LocalInstant, ServerTime};
-use crate::config::{Config, KubeLeaseLockBackendBuilder};
+use crate::config::Config;
 use crate::decision::{self, Step, Write};
 use crate::error::{Error, Operation, Result};
 use crate::input::{check_key_and_owner, check_ttl};
@@ -88,45 +88,6 @@ impl std::fmt::Debug for KubeLeaseLockBackend {
 }
 
 impl KubeLeaseLockBackend {
-    /// A backend with default settings for the Leases of `namespace`: the
-    /// same as `builder(client).namespace(namespace).build()`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] if `namespace` is not a valid namespace name.
-    pub fn new(client: kube::Client, namespace: impl Into<String>) -> Result<Self> {
-        Self::builder(client).namespace(namespace).build()
-    }
-
-    /// A builder for the other settings; see [`KubeLeaseLockBackendBuilder`].
-    pub fn builder(client: kube::Client) -> KubeLeaseLockBackendBuilder {
-        KubeLeaseLockBackendBuilder::new(client)
-    }
-
-    /// A backend from settings that [`KubeLeaseLockBackendBuilder::build`]
-    /// has validated.
-    pub(crate) fn from_parts(client: kube::Client, config: Config, metrics: Metrics) -> Self {
-        let api = LeaseApi::new(
-            client,
-            &config.namespace,
-            config.field_manager.clone(),
-            config.request_timeout,
-            config.api_server_skew,
-            metrics.clone(),
-        );
-        Self {
-            inner: Arc::new(Inner {
-                api,
-                marks: Marks::new(&config.label_prefix),
-                sweeper: Sweeper::new(config.sweep_interval),
-                config,
-                known: Mutex::new(Known::default()),
-                metrics,
-                held: Mutex::default(),
-            }),
-        }
-    }
-
     /// The namespace of the Leases.
     pub fn namespace(&self) -> &str {
         &self.inner.config.namespace

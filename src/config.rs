@@ -2,8 +2,15 @@
 
 use std::time::Duration;
 
-use crate::backend::KubeLeaseLockBackend;
+use std::sync::{Arc, Mutex};
+
+use crate::api::LeaseApi;
+use crate::backend::{Inner, KubeLeaseLockBackend};
+use crate::bulk::Sweeper;
+use crate::error::Result;
 use crate::error::{Error, Operation};
+use crate::known::Known;
+use crate::lease::Marks;
 use crate::metrics::Metrics;
 use crate::naming;
 
@@ -317,6 +324,48 @@ impl KubeLeaseLockBackendBuilder {
             self.config,
             self.metrics,
         ))
+    }
+}
+
+/// Construction: through the builder, which validates.
+impl KubeLeaseLockBackend {
+    /// A backend with default settings for the Leases of `namespace`: the
+    /// same as `builder(client).namespace(namespace).build()`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if `namespace` is not a valid namespace name.
+    pub fn new(client: kube::Client, namespace: impl Into<String>) -> Result<Self> {
+        Self::builder(client).namespace(namespace).build()
+    }
+
+    /// A builder for the other settings; see [`KubeLeaseLockBackendBuilder`].
+    pub fn builder(client: kube::Client) -> KubeLeaseLockBackendBuilder {
+        KubeLeaseLockBackendBuilder::new(client)
+    }
+
+    /// A backend from settings that [`KubeLeaseLockBackendBuilder::build`]
+    /// has validated.
+    pub(crate) fn from_parts(client: kube::Client, config: Config, metrics: Metrics) -> Self {
+        let api = LeaseApi::new(
+            client,
+            &config.namespace,
+            config.field_manager.clone(),
+            config.request_timeout,
+            config.api_server_skew,
+            metrics.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                api,
+                marks: Marks::new(&config.label_prefix),
+                sweeper: Sweeper::new(config.sweep_interval),
+                config,
+                known: Mutex::new(Known::default()),
+                metrics,
+                held: Mutex::default(),
+            }),
+        }
     }
 }
 

@@ -1,24 +1,24 @@
-//! Fencing tokens: numbers that grow with every tenure of every lock.
-//!
-//! Since Kubernetes 1.35 (KEP-5504), the resourceVersions of one resource
-//! type are decimal integers that increase with every write, cluster-wide.
-//! The resourceVersion of the write that starts a tenure (a create, a
-//! takeover, or a new term of one's own lock) is therefore larger than that
-//! of every earlier tenure of any lock of the namespace, including tenures
-//! of a Lease that was since deleted and created again (unlike
-//! `leaseTransitions`, which starts again at 0).
-//!
-//! A store that keeps the highest token it has seen per resource and
-//! rejects writes carrying a lower one turns the advisory lock into a safe
-//! one: a holder that paused past its TTL and woke up after another took
-//! over carries a lower token, and its writes are refused. The token does
-//! not stop the paused holder from acting on things that check no token.
+//! Fencing tokens (see [`FencingToken`]).
 
 use std::fmt;
 
 /// The fencing token of a guard's tenure: the resourceVersion of the write
 /// that started it. Renewals keep it; every later tenure of any lock gets a
-/// larger one. See the [module docs](self) for what it promises.
+/// larger one.
+///
+/// Since Kubernetes 1.35 (KEP-5504), the resourceVersions of one resource
+/// type are decimal integers that increase with every write, cluster-wide.
+/// The resourceVersion of the write that starts a tenure (a create, a
+/// takeover, or a new term of one's own lock) is therefore larger than that
+/// of every earlier tenure of any lock of the namespace, including tenures
+/// of a Lease that was since deleted and created again (unlike
+/// `leaseTransitions`, which starts again at 0).
+///
+/// A store that keeps the highest token it has seen per resource and
+/// rejects writes carrying a lower one turns the advisory lock into a safe
+/// one: a holder that paused past its TTL and woke up after another took
+/// over carries a lower token, and its writes are refused. The token does
+/// not stop the paused holder from acting on things that check no token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FencingToken(u64);
 
