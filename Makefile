@@ -1,5 +1,5 @@
 # The commands people use. `make test` and `make demo` need only Rust and Go.
-.PHONY: test demo lint fmt up down status bench reliability reliability-long plugin pods-e2e node-up node-down
+.PHONY: test demo lint fmt up down status bench reliability reliability-long reliability-ha plugin pods-e2e node-up node-down
 
 ## Run every test, the real-cluster ones included, on a local control plane
 ## that this command starts and stops.
@@ -37,7 +37,14 @@ bench:
 ## The reliability checks' short form alone (also part of `make test`; needs
 ## Debian's faketime package), on a local control plane it starts and stops.
 reliability:
-	hack/test.sh --test reliability_contention --test reliability_faults --test reliability_bad_input --test reliability_foreign
+	cargo build --locked -p celers-kube-lease-scheduler
+	hack/test.sh -p celers-kube-lease-reliability
+
+## The HA long form: three etcd members, three API servers behind HAProxy,
+## clock offsets, kills and quorum losses, and paused scheduler replicas.
+reliability-ha:
+	cargo build --locked -p celers-kube-lease-scheduler
+	cargo run --locked -p celers-kube-lease-reliability -- ha --duration $(or $(DURATION),600s)
 
 ## Their long form on a control plane of its own: contention with faults and
 ## skewed clocks for DURATION (default 600s), then the figures as a table.

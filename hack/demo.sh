@@ -201,7 +201,9 @@ show_tail "the same Leases: lock key, holder, renewTime, TTL" \
   'custom-columns=NAME:.metadata.name,KEY:.metadata.annotations.celers\.io/lock-key,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime,TTL:.spec.leaseDurationSeconds'
 echo
 echo "  Per-run locks are held by <replica>.dispatch and never released: they expire"
-echo "  (and are swept later), so no replica can execute the same run again."
+echo "  (and are swept later). A replica executes a run only after moving its task's"
+echo "  run ledger (Lease celers-beat-runs.<task>) forward to that run, so no replica"
+echo "  executes a run again, not even one paused until the run's lock was swept."
 if ((!started_control_plane)); then
   echo "  The control plane stays up; the Leases are in namespace $namespace."
 fi

@@ -341,8 +341,8 @@ impl Shared {
 }
 
 /// The renewal task of a guard: renews every `every`, each attempt bounded
-/// by `every`; retries failed ones sooner; cancels `lost` when a renewal is
-/// refused or the deadline passes.
+/// by `every` and by the deadline; retries failed ones sooner; cancels
+/// `lost` when a renewal is refused or the deadline passes.
 async fn renew(shared: Arc<Shared>, every: Duration) {
     let retry_after = (every / 4).max(Duration::from_millis(100)).min(every);
     let mut next = LocalInstant::now().saturating_add(every);
@@ -359,8 +359,11 @@ async fn renew(shared: Arc<Shared>, every: Duration) {
             tokio::time::sleep(until.min(MAX_TICK)).await;
             continue;
         }
+        // Bounded by the deadline too: lost() must not wait for an answer
+        // that comes after it.
         let sent = LocalInstant::now();
-        match tokio::time::timeout(every, shared.renew()).await {
+        let limit = every.min(deadline.saturating_since(sent));
+        match tokio::time::timeout(limit, shared.renew()).await {
             Ok(Ok(Some(record))) => {
                 if let Ok(mut held) = shared.held.lock() {
                     held.record = record;

@@ -323,6 +323,50 @@ async fn a_listing_that_keeps_failing_reports_what_it_deleted() {
     server.await.expect("server");
 }
 
+#[tokio::test]
+async fn a_guard_cut_off_says_so_by_its_deadline() {
+    // TTL 3 s: the deadline is 3 s less the drift allowance and a tenth of
+    // the TTL after the create was sent, whatever the unanswered renewals.
+    let (backend, mut handle) = backend(defaults);
+    let server = tokio::spawn(async move {
+        serve(
+            &mut handle,
+            Method::GET,
+            status(StatusCode::NOT_FOUND, "NotFound"),
+        )
+        .await;
+        serve(
+            &mut handle,
+            Method::POST,
+            respond(StatusCode::CREATED, lease(KEY, "me", "7")),
+        )
+        .await;
+        // Renewals are taken and never answered: a partition.
+        let mut pending = Vec::new();
+        while let Some(request) = handle.next_request().await {
+            pending.push(request);
+        }
+    });
+    let started = std::time::Instant::now();
+    let guard = backend
+        .try_lock(KEY, "me", Duration::from_secs(3))
+        .await
+        .expect("try_lock")
+        .expect("free");
+    assert_eq!(guard.fencing_token().get(), 7);
+    tokio::time::timeout(Duration::from_secs(5), guard.lost().cancelled())
+        .await
+        .expect("lost() fired");
+    let after = started.elapsed();
+    assert!(!guard.is_held());
+    assert!(
+        after >= Duration::from_millis(2_600) && after <= Duration::from_millis(2_800),
+        "lost() after {after:?}, not at the deadline (2.697 s)"
+    );
+    drop(guard);
+    server.abort();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_silent_server_times_out() {
     let (backend, mut handle) = backend(|client| {

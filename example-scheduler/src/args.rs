@@ -59,6 +59,10 @@ pub struct Args {
     #[arg(long, env = "POD_NAMESPACE")]
     pub namespace: Option<String>,
 
+    /// Port of `/metrics` and `/healthz` (0: none).
+    #[arg(long, env = "METRICS_PORT", default_value_t = 8080)]
+    pub metrics_port: u16,
+
     /// Log lines as JSON (for log collectors and the `celers-beat-runs`
     /// checker) or as text (for people).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
@@ -84,6 +88,7 @@ pub struct Settings {
     pub owner: String,
     pub namespace: Option<String>,
     pub log_format: LogFormat,
+    pub metrics_port: u16,
 }
 
 impl Settings {
@@ -124,6 +129,7 @@ impl Settings {
             owner,
             namespace: non_empty(args.namespace),
             log_format: args.log_format,
+            metrics_port: args.metrics_port,
         }
     }
 }

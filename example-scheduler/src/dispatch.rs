@@ -1,8 +1,23 @@
 //! The schedule: task `i` runs at every multiple of the interval (Unix
-//! time), and each run is executed by whichever replica locks it first.
+//! time), and each run is executed by whichever replica locks it first and
+//! then claims it in the task's run ledger.
+//!
+//! The per-run lock alone is not enough: it lives for a TTL, and once it has
+//! expired and been swept, a replica that was paused (SIGSTOP, a stalled VM,
+//! a long GC) just before locking the run would lock it afresh and execute
+//! it a second time. So a replica executes run R only after it has moved the
+//! task's ledger (a Lease `celers-beat-runs.<task>` whose annotation
+//! [`LAST_CLAIMED`] records the last run claimed) from a run before R to R:
+//! only forward, and under a `resourceVersion` precondition, so that of two
+//! replicas racing for R exactly one wins and a late one finds R (or a later
+//! run) already claimed. The ledger is never swept: it records a number, not
+//! a holding, so no time bound applies to it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use celers_beat::heartbeat::BeatHeartbeat;
 use celers_core_03::lock::DistributedLockBackend;
@@ -11,6 +26,14 @@ use tokio::sync::watch;
 
 /// Pause before retrying runs whose lock request failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Fault injection for the paused-replica check: set to N, the replica
+/// stops itself (SIGSTOP) just before its Nth round of lock requests and
+/// goes on when it gets SIGCONT, as a replica paused at the worst moment.
+pub const STOP_BEFORE_LOCK_ENV: &str = "SCHEDULER_TEST_STOP_BEFORE_LOCK";
+
+/// The message logged just before such a stop.
+pub const STOPPING: &str = "stopping before locking the run (test fault)";
 
 /// Dispatches the runs of one replica.
 pub struct Dispatcher {
@@ -23,6 +46,98 @@ pub struct Dispatcher {
     pub tasks: Vec<String>,
     pub interval_secs: u64,
     pub ttl_secs: u64,
+    /// The tasks' run ledgers.
+    pub ledger: RunLedger,
+}
+
+/// Annotation of a task's ledger Lease: the last run claimed, a Unix time.
+pub const LAST_CLAIMED: &str = "celers-beat.example/last-claimed-run";
+
+/// The tasks' run ledgers: one Lease per task, named
+/// `celers-beat-runs.<task>`, holding the last run claimed.
+#[derive(Clone)]
+pub struct RunLedger {
+    leases: Api<Lease>,
+}
+
+/// What [`RunLedger::claim`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This replica moved the ledger to the run: execute it.
+    Won,
+    /// The ledger was already at this run or a later one.
+    AlreadyClaimed(u64),
+    /// Lost several races in a row without seeing the run claimed: retry.
+    Contended,
+}
+
+impl RunLedger {
+    /// The ledgers in `namespace`.
+    pub fn new(client: kube::Client, namespace: &str) -> Self {
+        Self {
+            leases: Api::namespaced(client, namespace),
+        }
+    }
+
+    /// Moves `task`'s ledger forward to `run`, unless it is there already.
+    pub async fn claim(&self, task: &str, run: u64) -> Result<Claim, kube::Error> {
+        let name = ledger_name(task);
+        // A few rounds: each lost race means the ledger moved, usually past
+        // `run`, which ends the loop.
+        for _ in 0..5 {
+            let current = match self.leases.get_opt(&name).await? {
+                Some(lease) => lease,
+                None => {
+                    let lease = ledger_lease(&name, run);
+                    match self.leases.create(&PostParams::default(), &lease).await {
+                        Ok(_) => return Ok(Claim::Won),
+                        Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                        Err(error) => return Err(error),
+                    }
+                }
+            };
+            let last = current
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LAST_CLAIMED))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            if last >= run {
+                return Ok(Claim::AlreadyClaimed(last));
+            }
+            // The resourceVersion makes the patch conditional: 409 if the
+            // ledger changed since it was read.
+            let patch = serde_json::json!({
+                "metadata": {
+                    "resourceVersion": current.metadata.resource_version,
+                    "annotations": { LAST_CLAIMED: run.to_string() },
+                }
+            });
+            match self
+                .leases
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => return Ok(Claim::Won),
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(Claim::Contended)
+    }
+}
+
+/// The name of `task`'s ledger Lease.
+pub fn ledger_name(task: &str) -> String {
+    format!("celers-beat-runs.{task}")
+}
+
+fn ledger_lease(name: &str, run: u64) -> Lease {
+    let mut lease = Lease::default();
+    lease.metadata.name = Some(name.to_owned());
+    lease.metadata.annotations = Some([(LAST_CLAIMED.to_owned(), run.to_string())].into());
+    lease
 }
 
 impl Dispatcher {
@@ -66,6 +181,7 @@ impl Dispatcher {
     /// Attempts run `run` of every task not yet decided for it; false if a
     /// lock request failed.
     async fn dispatch(&self, run: u64, decided: &mut [u64]) -> bool {
+        stop_if_asked(&self.owner, run);
         let pending: Vec<usize> = (0..self.tasks.len())
             .filter(|&i| decided.get(i).is_some_and(|&d| d < run))
             .collect();
@@ -76,7 +192,22 @@ impl Dispatcher {
                 let outcome = self
                     .backend
                     .try_acquire(&key, &self.run_owner, self.ttl_secs)
-                    .await;
+                    .await
+                    .map_err(|error| error.to_string());
+                // Locked: claim it in the ledger before executing it.
+                let outcome = match outcome {
+                    Ok(true) => match self.ledger.claim(task, run).await {
+                        Ok(Claim::Won) => Ok(true),
+                        Ok(Claim::AlreadyClaimed(last)) => {
+                            tracing::info!(task = %task, run, last_claimed = last, owner = %self.owner,
+                                "run already claimed in the ledger; not executing it");
+                            Ok(false)
+                        }
+                        Ok(Claim::Contended) => Err("the ledger kept changing".to_owned()),
+                        Err(error) => Err(format!("ledger: {error}")),
+                    },
+                    other => other,
+                };
                 (i, task, outcome)
             }
         });
@@ -105,6 +236,28 @@ impl Dispatcher {
         }
         all_decided
     }
+}
+
+/// Stops this process if [`STOP_BEFORE_LOCK_ENV`] asks for it at this round.
+fn stop_if_asked(owner: &str, run: u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static ROUNDS: AtomicU64 = AtomicU64::new(0);
+    let Some(at) = std::env::var(STOP_BEFORE_LOCK_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    if ROUNDS.fetch_add(1, Ordering::Relaxed) + 1 != at {
+        return;
+    }
+    tracing::warn!(owner = %owner, run, "{STOPPING}");
+    // `kill` returns once the signal is sent; this thread (and the whole
+    // process) stops at once and goes on here after SIGCONT.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &std::process::id().to_string()])
+        .status();
+    tracing::warn!(owner = %owner, run, ?stopped, "resumed");
 }
 
 /// The lock key of run `run` (its scheduled Unix time) of `task`.

@@ -5,13 +5,24 @@ use std::time::Duration;
 
 use celers_beat::heartbeat::{BeatHeartbeat, BeatRole};
 use celers_kube_lease_scheduler::runs::ROLE_CHANGED;
+
+use crate::operating::Leadership;
 use tokio::sync::watch;
 
-/// Logs the role if it differs from `previous`, and returns it.
-pub async fn log_role(heartbeat: &BeatHeartbeat, owner: &str, previous: BeatRole) -> BeatRole {
+/// Logs the role if it differs from `previous` (and records it: gauge and
+/// Event), and returns it.
+pub async fn log_role(
+    heartbeat: &BeatHeartbeat,
+    owner: &str,
+    previous: BeatRole,
+    leadership: &Leadership,
+) -> BeatRole {
     let role = heartbeat.role().await;
     if role != previous && role != BeatRole::Unknown {
         tracing::info!(role = %role, owner = %owner, "{ROLE_CHANGED}");
+        leadership
+            .changed(role == BeatRole::Leader, previous == BeatRole::Leader)
+            .await;
     }
     role
 }
@@ -23,6 +34,7 @@ pub async fn run(
     owner: String,
     period: Duration,
     mut role: BeatRole,
+    leadership: Leadership,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -35,7 +47,7 @@ pub async fn run(
             tracing::warn!(%error, owner = %owner, "leader election tick failed; retrying next tick");
         }
         let previous = role;
-        role = log_role(&heartbeat, &owner, previous).await;
+        role = log_role(&heartbeat, &owner, previous, &leadership).await;
         // A leader whose renewals failed until its lease expired, and that
         // took the lease again in this tick, stays leader: say so.
         if previous == BeatRole::Leader

@@ -12,7 +12,9 @@
 mod args;
 mod dispatch;
 mod election;
+mod operating;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +22,14 @@ use std::time::Duration;
 use celers_beat::heartbeat::{BeatHeartbeat, BeatRole, HeartbeatConfig};
 use celers_core_03::lock::DistributedLockBackend;
 use celers_kube_lease::KubeLeaseLockBackend;
+use prometheus_client::registry::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use crate::args::{LogFormat, Settings, DISPATCH_SUFFIX};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, RunLedger};
+use crate::operating::Leadership;
 
 /// Exit status for invalid settings, as for command line errors.
 const CONFIG_ERROR: u8 = 2;
@@ -94,12 +98,21 @@ async fn run(settings: Settings) -> Result<(), Failure> {
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
-    let backend = KubeLeaseLockBackend::builder(client)
+    let ledger = RunLedger::new(client.clone(), &namespace);
+    let mut registry = Registry::default();
+    let backend = KubeLeaseLockBackend::builder(client.clone())
         .namespace(namespace.as_str())
         // A request slower than a TTL is of no use.
         .request_timeout(Duration::from_secs(settings.ttl_secs.min(10)))
+        .metrics(&mut registry)
         .build()
         .map_err(|error| Failure::Config(error.to_string()))?;
+    let leadership = Leadership::new(
+        client,
+        &namespace,
+        &settings.owner,
+        operating::leader_gauge(&mut registry),
+    );
     let owner = settings.owner.clone();
     let locks: Arc<dyn DistributedLockBackend> = Arc::new(backend.clone());
 
@@ -130,14 +143,19 @@ async fn run(settings: Settings) -> Result<(), Failure> {
     if let Err(error) = heartbeat.try_become_leader().await {
         tracing::warn!(%error, owner = %owner, "leader election failed; retrying next tick");
     }
-    let role = election::log_role(&heartbeat, &owner, BeatRole::Unknown).await;
+    let role = election::log_role(&heartbeat, &owner, BeatRole::Unknown, &leadership).await;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics_task = (settings.metrics_port != 0).then(|| {
+        let addr = SocketAddr::from(([0, 0, 0, 0], settings.metrics_port));
+        tokio::spawn(operating::serve(addr, Arc::new(registry), stop_rx.clone()))
+    });
     let election_task = tokio::spawn(election::run(
         Arc::clone(&heartbeat),
         owner.clone(),
         period,
         role,
+        leadership,
         stop_rx.clone(),
     ));
     let dispatcher = Dispatcher {
@@ -148,6 +166,7 @@ async fn run(settings: Settings) -> Result<(), Failure> {
         tasks: (0..settings.tasks).map(|i| format!("task-{i}")).collect(),
         interval_secs: settings.interval_secs,
         ttl_secs: settings.ttl_secs,
+        ledger,
     };
     let dispatch_task = tokio::spawn(dispatcher.run(stop_rx));
 
@@ -166,6 +185,11 @@ async fn run(settings: Settings) -> Result<(), Failure> {
     // Let the loops finish what they are doing; each request is bounded.
     let _ = stop_tx.send(true);
     let _ = tokio::join!(election_task, dispatch_task);
+    if let Some(task) = metrics_task {
+        if let Ok(Err(error)) = task.await {
+            tracing::warn!(%error, "the metrics endpoint failed");
+        }
+    }
     if let Err(error) = heartbeat.shutdown().await {
         tracing::warn!(%error, owner = %owner, "releasing the leader lock failed; it will expire");
     }

@@ -2,8 +2,6 @@
 //! ServiceAccount's token every lock operation works in its namespace, the
 //! scheduler binary runs, and Leases elsewhere and Secrets are forbidden.
 
-// Shared with failover.rs, which uses all of it.
-#[allow(dead_code)]
 mod common;
 
 use std::io::Write;

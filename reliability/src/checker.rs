@@ -30,6 +30,9 @@ pub struct Counts {
 /// What a run's logs show.
 #[derive(Clone, Debug, Default)]
 pub struct Figures {
+    /// The monotonic time of the first call: the checker's messages count
+    /// milliseconds from it.
+    pub base_ns: u64,
     /// Distinct owners.
     pub contenders: usize,
     /// Distinct keys.
@@ -47,6 +50,11 @@ pub struct Figures {
     /// A holder told, while its claim ran, that it did not hold the lock.
     /// Must be empty.
     pub lost: Vec<String>,
+    /// Of the answers in `lost`'s sense, those after which the holder's own
+    /// `owner` read still named it ([`Line::Recheck`]): the library refused
+    /// to renew in doubt, the Lease was neither gone nor taken. Expected only
+    /// while API servers' clocks disagree by more than `api_server_skew`.
+    pub refused_in_doubt: Vec<String>,
     /// `owner` named someone else while a claim ran. Must be empty.
     pub read_mismatches: Vec<String>,
     /// Claims that ran out while their holder's calls failed (the API
@@ -95,11 +103,27 @@ struct Claim {
 pub fn check(lines: &[Line]) -> Figures {
     let mut figures = Figures::default();
     let mut by_owner: BTreeMap<&str, Vec<&OpRecord>> = BTreeMap::new();
+    // (owner, key, when) of rechecks that found the owner still named.
+    let mut still_named: Vec<(&str, &str, u64)> = Vec::new();
     let mut owners = BTreeSet::new();
     for line in lines {
         match line {
             Line::Start { owner, .. } | Line::WindowEnd { owner, .. } | Line::Done { owner } => {
                 owners.insert(owner.as_str());
+            }
+            Line::Recheck {
+                owner,
+                key,
+                mono_ns,
+                holder,
+            } => {
+                owners.insert(owner.as_str());
+                if holder
+                    .as_ref()
+                    .is_ok_and(|h| h.as_deref() == Some(owner.as_str()))
+                {
+                    still_named.push((owner.as_str(), key.as_str(), *mono_ns));
+                }
             }
             Line::Op(record) => {
                 owners.insert(record.owner.as_str());
@@ -116,6 +140,7 @@ pub fn check(lines: &[Line]) -> Figures {
         })
         .min()
         .unwrap_or(0);
+    figures.base_ns = base;
     let ms = |t: u64| (t.saturating_sub(base)) as f64 / 1e6;
 
     let mut intervals: BTreeMap<String, Vec<Interval>> = BTreeMap::new();
@@ -188,7 +213,18 @@ pub fn check(lines: &[Line]) -> Figures {
                     }
                 }
                 (Op::TryAcquire | Op::Renew, Outcome::False) if live.is_some() => {
-                    figures.lost.push(what());
+                    // The recheck follows the answer at once (within 2 s).
+                    let rechecked = still_named.iter().any(|(o, k, at)| {
+                        *o == owner
+                            && *k == key
+                            && *at >= r.recv_ns
+                            && *at <= r.recv_ns + 2_000_000_000
+                    });
+                    if rechecked {
+                        figures.refused_in_doubt.push(what());
+                    } else {
+                        figures.lost.push(what());
+                    }
                 }
                 (Op::TryAcquire | Op::Renew, Outcome::Error { .. }) => {
                     if let Some(c) = claims.get_mut(&key) {

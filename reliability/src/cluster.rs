@@ -73,20 +73,27 @@ pub fn backend(
 
 /// A backend as the contenders use it: it also sweeps expired Leases in
 /// the background, every 2 s and without grace, so that sweeps race with
-/// takeovers and late releases.
+/// takeovers and late releases. `api_server_skew` is the builder's setting:
+/// `None` for one API server (see [`ONE_API_SERVER_SKEW`]), `Some(d)` for
+/// several behind a balancer (the library's default is 250 ms).
 pub fn contender_backend(
     client: Client,
     namespace: &str,
     request_timeout: Duration,
+    api_server_skew: Option<Duration>,
 ) -> Result<KubeLeaseLockBackend> {
     Ok(builder(client, namespace, request_timeout)
+        .api_server_skew(api_server_skew.unwrap_or(ONE_API_SERVER_SKEW))
         .sweep_interval(Some(Duration::from_secs(2)))
         .sweep_grace(Duration::ZERO)
         .build()?)
 }
 
-/// The checks run against one API server, so they assume no skew between
-/// API servers: the tightest bound, where a flaw in the time model shows.
+/// The single-server checks run against one API server, so they assume no
+/// skew between API servers: the tightest bound, where a flaw in the time
+/// model shows.
+pub const ONE_API_SERVER_SKEW: Duration = Duration::ZERO;
+
 fn builder(
     client: Client,
     namespace: &str,
@@ -95,7 +102,7 @@ fn builder(
     KubeLeaseLockBackend::builder(client)
         .namespace(namespace)
         .request_timeout(request_timeout)
-        .api_server_skew(Duration::ZERO)
+        .api_server_skew(ONE_API_SERVER_SKEW)
 }
 
 /// kube's own client stack (base URI, retries, auth) over a TLS
@@ -219,16 +226,10 @@ pub async fn our_leases(client: &Client, namespace: &str) -> Result<Vec<String>>
 }
 
 /// A client that authenticates with `token` instead of the kubeconfig's
-/// client certificate.
+/// client certificate (testkit's, which the other crates' tests use too).
 pub async fn client_with_token(path: &Path, token: &str) -> Result<Client> {
-    let mut kubeconfig = Kubeconfig::read_from(path)?;
-    for auth in &mut kubeconfig.auth_infos {
-        if let Some(info) = auth.auth_info.as_mut() {
-            info.client_certificate_data = None;
-            info.client_key_data = None;
-            info.token = Some(token.to_owned().into());
-        }
-    }
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
+    let cluster = celers_kube_lease_testkit::Cluster {
+        kubeconfig: path.to_owned(),
+    };
+    Ok(cluster.client_with_token(token).await)
 }

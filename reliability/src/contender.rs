@@ -310,6 +310,15 @@ impl Contender<'_> {
             recv_ns,
             outcome: outcome.clone(),
         }));
+        if holding && outcome == Outcome::False && matches!(op, Op::TryAcquire | Op::Renew) {
+            let holder = backend.owner(k).await.map_err(|e| e.to_string());
+            (self.emit)(Line::Recheck {
+                owner: owner.to_owned(),
+                key: k.to_owned(),
+                mono_ns: mono_ns(),
+                holder,
+            });
+        }
         outcome
     }
 }

@@ -6,6 +6,11 @@
 //!
 //! `celers-kube-lease-reliability long [--duration 600s]`: the long form on
 //! a control plane of its own; prints the figures as a table.
+//!
+//! `celers-kube-lease-reliability ha [--duration 600s]`: the HA form on an
+//! HA control plane of its own (API server clocks moved, API servers and
+//! etcd members killed, quorum lost; then a paused scheduler replica);
+//! prints the HA table.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,7 +21,7 @@ use clap::{Parser, Subcommand};
 
 use celers_kube_lease_reliability::cluster::{self, Connect};
 use celers_kube_lease_reliability::contender::{self, Mode, Plan};
-use celers_kube_lease_reliability::{fencing, scenario, Result};
+use celers_kube_lease_reliability::{fencing, ha, scenario, Result};
 
 #[derive(Parser)]
 #[command(about = "Correctness checks of celers-kube-lease")]
@@ -35,6 +40,21 @@ enum Command {
         /// Seed of the contenders' random choices.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// The HA form on an HA control plane of its own.
+    Ha {
+        /// How long the contention runs: 600s, 10m, 1h or seconds.
+        #[arg(long, default_value = "600s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Seed of the contenders' random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Paused-replica trials of the example scheduler afterwards.
+        #[arg(long, default_value_t = 4)]
+        pauses: u32,
+        /// The celers-kube-lease-scheduler binary [default: next to this one].
+        #[arg(long)]
+        scheduler: Option<PathBuf>,
     },
     /// One contender, logging JSON lines on stdout.
     Contender {
@@ -102,6 +122,9 @@ struct Target {
     /// Accept a server certificate that is not valid yet (a clock behind).
     #[arg(long)]
     ignore_cert_validity_period: bool,
+    /// The backend's `api_server_skew` in ms [default: 0, one API server].
+    #[arg(long)]
+    api_server_skew_ms: Option<u64>,
 }
 
 impl Target {
@@ -112,7 +135,8 @@ impl Target {
         };
         let client = cluster::client(&self.kubeconfig, &connect).await?;
         let timeout = Duration::from_millis(self.request_timeout_ms);
-        cluster::contender_backend(client, &self.namespace, timeout)
+        let skew = self.api_server_skew_ms.map(Duration::from_millis);
+        cluster::contender_backend(client, &self.namespace, timeout, skew)
     }
 }
 
@@ -120,6 +144,12 @@ impl Target {
 async fn main() {
     let outcome = match Cli::parse().command {
         Command::Long { duration, seed } => run_long(duration, seed).await,
+        Command::Ha {
+            duration,
+            seed,
+            pauses,
+            scheduler,
+        } => run_ha(duration, seed, pauses, scheduler).await,
         Command::Contender {
             target,
             owner,
@@ -162,6 +192,13 @@ async fn main() {
 }
 
 async fn run_contender(target: &Target, plan: &Plan) -> Result<()> {
+    // The library's warnings (such as API servers' clocks disagreeing) go
+    // to stderr, where the checks look for them.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
     let backend = target.backend().await?;
     let mut emit = |line| {
         if let Ok(text) = serde_json::to_string(&line) {
@@ -182,6 +219,26 @@ async fn run_long(duration: Duration, seed: u64) -> Result<()> {
         Ok(())
     } else {
         Err("the long form found violations (see above)".into())
+    }
+}
+
+async fn run_ha(
+    duration: Duration,
+    seed: u64,
+    pauses: u32,
+    scheduler: Option<PathBuf>,
+) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let scheduler = match scheduler {
+        Some(path) => path,
+        None => exe.with_file_name("celers-kube-lease-scheduler"),
+    };
+    let report = ha::long_form(&exe, &scheduler, duration, seed, pauses).await?;
+    println!("{report}");
+    if report.clean() {
+        Ok(())
+    } else {
+        Err("the HA form found violations (see above)".into())
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Spawn {
     /// Whether libfaketime fakes the monotonic (and boot) clock too, as it
     /// must for a speed to slow the process's own sense of elapsed time.
     pub fake_monotonic: bool,
+    /// The backend's `api_server_skew`; `None`: one API server's (zero).
+    pub api_server_skew: Option<Duration>,
 }
 
 /// A running contender process.
@@ -90,6 +92,9 @@ impl Contender {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if let Some(skew) = spawn.api_server_skew {
+            command.args(["--api-server-skew-ms", &skew.as_millis().to_string()]);
+        }
         if let Some(port) = spawn.server_port {
             command.args(["--server-port", &port.to_string()]);
         }

@@ -25,6 +25,22 @@ pub enum Line {
         /// The (real) monotonic clock at that moment.
         mono_ns: u64,
     },
+    /// After `Ok(false)` to a `try_acquire` or `renew` of a key the
+    /// contender held by the claim rule: what `owner` read right after, to
+    /// tell a lock lost (Lease gone or another holder) from a renewal the
+    /// library refused in doubt (its clock bound, widened by API servers'
+    /// clocks that disagree, could not rule out that the lock had expired)
+    /// while the Lease still names the holder.
+    Recheck {
+        /// The contender.
+        owner: String,
+        /// The key.
+        key: String,
+        /// Monotonic time of the answer to the read.
+        mono_ns: u64,
+        /// The live holder read, or the error.
+        holder: Result<Option<String>, String>,
+    },
     /// Last line: the contender stopped by itself.
     Done {
         /// The contender.

@@ -16,15 +16,32 @@ use crate::contender::{self, Mode, Plan};
 use crate::mono::{mono_ns, wall_offset_ms, wall_unix_ms};
 use crate::process::{self, Finished, Spawn};
 use crate::proxy::Proxy;
-use crate::record::{Line, Outcome as Answer};
+use crate::record::{Line, Op, Outcome as Answer};
 use crate::table::Report;
 use crate::{bad_input, foreign, takeover, Result};
 
 /// A fault to inject.
 #[derive(Clone, Debug)]
 pub enum Fault {
-    /// SIGKILL `kube-apiserver` or `etcd`, then restart it.
+    /// SIGKILL `kube-apiserver` or `etcd` (HA: `kube-apiserver-N`,
+    /// `etcd-N`), then restart it.
     Kill(&'static str),
+    /// HA: SIGKILL two etcd members (quorum lost), keep them dead for
+    /// `lasting`, then restart them. No lock may be taken or renewed while
+    /// they are dead.
+    QuorumLoss {
+        /// The two members.
+        members: [&'static str; 2],
+        /// How long they stay dead.
+        lasting: Duration,
+    },
+    /// HA: set the clock offset of one API server, in ms (it stays).
+    Skew {
+        /// `kube-apiserver-N`.
+        apiserver: &'static str,
+        /// The offset.
+        millis: i64,
+    },
     /// Blackhole the proxy of the `proxy`-th proxied contender for a while.
     Blackhole {
         /// Which proxy.
@@ -39,7 +56,13 @@ impl Fault {
     pub fn kind(&self) -> &'static str {
         match self {
             Fault::Kill("etcd") => "etcd SIGKILL + restart",
-            Fault::Kill(_) => "kube-apiserver SIGKILL + restart",
+            Fault::Kill("kube-apiserver") => "kube-apiserver SIGKILL + restart",
+            Fault::Kill(name) if name.starts_with("etcd-") => {
+                "etcd member SIGKILL + restart (quorum kept)"
+            }
+            Fault::Kill(_) => "kube-apiserver behind the balancer SIGKILL + restart",
+            Fault::QuorumLoss { .. } => "two etcd members SIGKILLed (quorum lost) + restart",
+            Fault::Skew { .. } => "API server clock offset changed",
             Fault::Blackhole { .. } => "network partition of one contender (blackhole > TTL)",
         }
     }
@@ -72,6 +95,9 @@ pub struct Contention {
     pub duration: Duration,
     /// The backends' request timeout.
     pub request_timeout: Duration,
+    /// The backends' `api_server_skew`: `None` for one API server (zero),
+    /// `Some(d)` behind a balancer (the library's default is 250 ms).
+    pub api_server_skew: Option<Duration>,
     /// Seed of the random choices.
     pub seed: u64,
     /// Faults, by time since the start.
@@ -106,12 +132,33 @@ pub struct Outcome {
     pub problems: Vec<String>,
     /// `Ok(true)` answers after the last fault was over: the locks work again.
     pub ok_true_after_faults: u64,
+    /// Monotonic windows in which etcd had no quorum (from the second
+    /// member's death to just before the restarts began).
+    pub quorum_lost: Vec<(u64, u64)>,
+    /// `try_acquire`/`renew` calls sent and answered inside such a window.
+    pub calls_without_quorum: u64,
+    /// Those of them that answered `Ok(true)`: must be none.
+    pub ok_true_without_quorum: Vec<String>,
+    /// Calls of any kind sent inside such a window that answered `Err`
+    /// (whenever the answer came): the loss was noticed.
+    pub errors_sent_without_quorum: u64,
+    /// The library's warnings that API servers' clocks disagree by more than
+    /// `api_server_skew`, as logged by the contender processes.
+    pub skew_warnings: u64,
+    /// The clock offsets set, in ms, per API server, in order.
+    pub clock_offsets: BTreeMap<String, Vec<i64>>,
+    /// Every fault injected: monotonic start and end, and what it was, for
+    /// lining figures up with them (same time base as the checker's ms).
+    pub timeline: Vec<(u64, u64, String)>,
 }
 
 impl Outcome {
     /// No violation, no lost lock, no problem, nothing left behind.
     pub fn clean(&self) -> bool {
-        self.figures.clean() && self.problems.is_empty() && self.leftover.is_empty()
+        self.figures.clean()
+            && self.problems.is_empty()
+            && self.leftover.is_empty()
+            && self.ok_true_without_quorum.is_empty()
     }
 
     /// Panics, naming what went wrong, unless the run was [`clean`](Self::clean).
@@ -126,6 +173,11 @@ impl Outcome {
         assert!(f.read_mismatches.is_empty(), "{:#?}", f.read_mismatches);
         assert!(self.problems.is_empty(), "{:#?}", self.problems);
         assert!(self.leftover.is_empty(), "left behind: {:?}", self.leftover);
+        assert!(
+            self.ok_true_without_quorum.is_empty(),
+            "locks taken or renewed without etcd quorum: {:#?}",
+            self.ok_true_without_quorum
+        );
     }
 }
 
@@ -179,14 +231,16 @@ pub async fn contention(
                 server_port: proxied.map(|i| proxies[i].port()),
                 ignore_cert_validity_period: false,
             };
-            let (kubeconfig, namespace, timeout) = (
+            let (kubeconfig, namespace, timeout, api_server_skew) = (
                 run.kubeconfig.clone(),
                 run.namespace.clone(),
                 run.request_timeout,
+                run.api_server_skew,
             );
             tasks.spawn(async move {
                 let client = cluster::client(&kubeconfig, &connect).await?;
-                let backend = cluster::contender_backend(client, &namespace, timeout)?;
+                let backend =
+                    cluster::contender_backend(client, &namespace, timeout, api_server_skew)?;
                 let mut lines = Vec::new();
                 contender::run(&backend, &plan, &mut |line| lines.push(line)).await;
                 Ok(lines)
@@ -201,6 +255,7 @@ pub async fn contention(
                 plan,
                 skew,
                 fake_monotonic: false,
+                api_server_skew: run.api_server_skew,
             })?);
         }
     }
@@ -212,8 +267,19 @@ pub async fn contention(
         let began = mono_ns();
         let done = inject(fault, &proxies, control_plane.clone()).await;
         let outage_ms = (mono_ns() - began) / 1_000_000;
+        outcome
+            .timeline
+            .push((began, mono_ns(), format!("{fault:?}")));
         match done {
-            Ok(()) => {
+            Ok(window) => {
+                outcome.quorum_lost.extend(window);
+                if let Fault::Skew { apiserver, millis } = fault {
+                    outcome
+                        .clock_offsets
+                        .entry((*apiserver).to_owned())
+                        .or_default()
+                        .push(*millis);
+                }
                 *outcome.faults.entry(fault.kind()).or_default() += 1;
                 let longest = outcome.longest_outage_ms.entry(fault.kind()).or_default();
                 *longest = (*longest).max(outage_ms);
@@ -252,6 +318,29 @@ pub async fn contention(
         lines.extend(child.lines.iter().cloned());
     }
     outcome.figures = checker::check(&lines);
+    for line in &lines {
+        let Line::Op(r) = line else { continue };
+        let sent_inside = outcome
+            .quorum_lost
+            .iter()
+            .any(|(from, to)| r.sent_ns >= *from && r.sent_ns <= *to);
+        if sent_inside && matches!(r.outcome, Answer::Error { .. }) {
+            outcome.errors_sent_without_quorum += 1;
+        }
+        if !matches!(r.op, Op::TryAcquire | Op::Renew) {
+            continue;
+        }
+        let inside = outcome
+            .quorum_lost
+            .iter()
+            .any(|(from, to)| r.sent_ns >= *from && r.recv_ns <= *to);
+        if inside {
+            outcome.calls_without_quorum += 1;
+            if r.outcome == Answer::True {
+                outcome.ok_true_without_quorum.push(format!("{r:?}"));
+            }
+        }
+    }
     outcome.ok_true_after_faults = lines
         .iter()
         .filter(
@@ -263,26 +352,66 @@ pub async fn contention(
     Ok(outcome)
 }
 
-async fn inject(fault: &Fault, proxies: &[Proxy], cp: Option<Arc<ControlPlane>>) -> Result<()> {
+/// Injects `fault`; for a quorum loss, returns the monotonic window in
+/// which etcd had no quorum.
+async fn inject(
+    fault: &Fault,
+    proxies: &[Proxy],
+    cp: Option<Arc<ControlPlane>>,
+) -> Result<Option<(u64, u64)>> {
+    let needs_cp = || {
+        cp.clone()
+            .ok_or("this fault needs a control plane of the run's own")
+    };
     match fault {
         Fault::Kill(process) => {
-            let cp = cp.ok_or("killing needs a control plane of the run's own")?;
+            let cp = needs_cp()?;
             let process = *process;
             // ControlPlane panics on failure; the blocking task turns that into an Err.
             tokio::task::spawn_blocking(move || {
                 cp.kill(process);
                 std::thread::sleep(Duration::from_millis(500));
-                cp.repair();
+                if process.contains('-') {
+                    cp.start_process(process);
+                } else {
+                    cp.repair();
+                }
             })
             .await?;
-            Ok(())
+            Ok(None)
+        }
+        Fault::QuorumLoss { members, lasting } => {
+            let cp = needs_cp()?;
+            let (members, lasting) = (*members, *lasting);
+            let window = tokio::task::spawn_blocking(move || {
+                for member in members {
+                    cp.kill(member);
+                }
+                let from = mono_ns();
+                std::thread::sleep(lasting);
+                let to = mono_ns();
+                for member in members {
+                    cp.start_process(member);
+                }
+                (from, to)
+            })
+            .await?;
+            Ok(Some(window))
+        }
+        Fault::Skew { apiserver, millis } => {
+            let cp = needs_cp()?;
+            let (apiserver, millis) = (*apiserver, *millis);
+            tokio::task::spawn_blocking(move || cp.skew(apiserver, millis)).await?;
+            // The offset file is re-read at most every 100 ms.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(None)
         }
         Fault::Blackhole { proxy, lasting } => {
             let proxy = proxies.get(*proxy).ok_or("no such proxy")?;
             proxy.blackhole(true);
             tokio::time::sleep(*lasting).await;
             proxy.blackhole(false);
-            Ok(())
+            Ok(None)
         }
     }
 }
@@ -306,6 +435,11 @@ pub fn check_child(child: &Finished, skew: Option<&str>, outcome: &mut Outcome) 
 
 /// What is left to check of a child that was killed: no panic, and the skew.
 pub fn check_killed_child(child: &Finished, skew: Option<&str>, outcome: &mut Outcome) {
+    outcome.skew_warnings += child
+        .stderr
+        .lines()
+        .filter(|l| l.contains("clock disagrees with earlier answers"))
+        .count() as u64;
     if child.stderr.contains("panicked") {
         outcome.problems.push(format!(
             "contender {} panicked: {}",
@@ -421,6 +555,7 @@ pub async fn long_form(exe: &Path, duration: Duration, seed: u64) -> Result<Repo
         pause_ms: (20, 100),
         duration,
         request_timeout: Duration::from_secs(2),
+        api_server_skew: None,
         seed,
         faults: fault_schedule(duration, Duration::from_secs(10), Duration::from_secs(15)),
     };

@@ -112,6 +112,7 @@ pub async fn killed_holder(
         },
         skew,
         fake_monotonic: false,
+        api_server_skew: None,
     };
     let tag = key.rsplit('-').next().unwrap_or_default();
     let holder_name = format!("holder-{tag}");

@@ -32,6 +32,7 @@ async fn contenders_never_overlap_even_with_skewed_clocks() {
         pause_ms: (20, 100),
         duration: Duration::from_secs(20),
         request_timeout: Duration::from_secs(2),
+        api_server_skew: None,
         seed: 11,
         faults: Vec::new(),
     };

@@ -41,6 +41,7 @@ async fn restarts_and_partitions_keep_locks_exclusive() {
         pause_ms: (20, 100),
         duration,
         request_timeout: Duration::from_secs(2),
+        api_server_skew: None,
         seed: 23,
         faults: scenario::fault_schedule(duration, Duration::from_secs(4), Duration::from_secs(7)),
     };
@@ -266,6 +267,7 @@ async fn a_holder_whose_clock_runs_slow_stops_before_its_lock_is_taken() {
         },
         skew: Some("+0 x0.999".to_owned()),
         fake_monotonic: true,
+        api_server_skew: None,
     })
     .expect("holder process");
     let acquired = holder

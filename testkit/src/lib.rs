@@ -248,12 +248,34 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a new instance in a fresh directory named after `name`.
     pub fn start(name: &str) -> Self {
+        Self::start_with(name, &[])
+    }
+
+    /// Starts a new highly available instance (`CONTROL_PLANE_TOPOLOGY=ha`):
+    /// etcd members `etcd-0..2`, `apiservers` kube-apiservers
+    /// `kube-apiserver-0..` with adjustable clocks, and `haproxy` in front of
+    /// them in `lb_mode` (`tcp` or `http`); the kubeconfig points at HAProxy.
+    /// [`kill`](Self::kill), [`start_process`](Self::start_process),
+    /// [`skew`](Self::skew) and [`lb_mode`](Self::lb_mode) take those names.
+    pub fn start_ha(name: &str, apiservers: u32, lb_mode: &str) -> Self {
+        let apiservers = apiservers.to_string();
+        Self::start_with(
+            name,
+            &[
+                ("CONTROL_PLANE_TOPOLOGY", "ha"),
+                ("CONTROL_PLANE_APISERVERS", apiservers.as_str()),
+                ("CONTROL_PLANE_LB_MODE", lb_mode),
+            ],
+        )
+    }
+
+    fn start_with(name: &str, env: &[(&str, &str)]) -> Self {
         let base =
             std::env::temp_dir().join(format!("celers-kube-lease-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).expect("temp dir");
         let dir = base.join("cp");
-        let kubeconfig = run_script(&dir, &["up"]);
+        let kubeconfig = run_script_env(&dir, &["up"], env);
         Self {
             dir,
             cluster: Cluster {
@@ -267,7 +289,8 @@ impl ControlPlane {
         &self.cluster
     }
 
-    /// The PID of `etcd` or `kube-apiserver`.
+    /// The PID of `etcd` or `kube-apiserver` (HA: `etcd-0`, `kube-apiserver-1`,
+    /// `haproxy`, ...).
     pub fn pid(&self, process: &str) -> u32 {
         run_script(&self.dir, &["pid", process])
             .parse()
@@ -288,6 +311,28 @@ impl ControlPlane {
     pub fn repair(&self) {
         run_script(&self.dir, &["up"]);
     }
+
+    /// Restarts the dead process `name` on its old ports and data and waits
+    /// until it is ready.
+    pub fn start_process(&self, name: &str) {
+        run_script(&self.dir, &["start", name]);
+    }
+
+    /// HA: sets the clock offset of API server `name` (such as
+    /// `kube-apiserver-1`) to `millis`, effective within 100 ms.
+    pub fn skew(&self, name: &str, millis: i64) {
+        run_script(&self.dir, &["skew", name, &millis.to_string()]);
+    }
+
+    /// HA: switches the load balancer to `tcp` or `http` mode.
+    pub fn lb_mode(&self, mode: &str) {
+        run_script(&self.dir, &["lb-mode", mode]);
+    }
+
+    /// A kubeconfig that talks to process `name` only (HA), or the admin one.
+    pub fn kubeconfig_of(&self, name: &str) -> PathBuf {
+        PathBuf::from(run_script(&self.dir, &["kubeconfig", name]))
+    }
 }
 
 impl Drop for ControlPlane {
@@ -305,9 +350,15 @@ impl Drop for ControlPlane {
 /// Runs `hack/control-plane.sh ARGS` on the instance in `dir` and returns the
 /// last line of its output.
 fn run_script(dir: &Path, args: &[&str]) -> String {
+    run_script_env(dir, args, &[])
+}
+
+/// [`run_script`] with more environment.
+fn run_script_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new(control_plane_script())
         .args(args)
         .env("CONTROL_PLANE_DIR", dir)
+        .envs(env.iter().copied())
         .output()
         .expect("run hack/control-plane.sh");
     assert!(

@@ -4,8 +4,10 @@
 //! executed, an asked-for failover did not happen, or (`--fail-on-missed`)
 //! a run was missed.
 //!
-//!     celers-beat-runs --tasks 3 --interval 2 [--failover-after UNIX_MS --dead NAME] \
-//!         replica-a=a.log replica-b=b.log ...
+//! ```text
+//! celers-beat-runs --tasks 3 --interval 2 [--failover-after UNIX_MS --dead NAME] \
+//!     replica-a=a.log replica-b=b.log ...
+//! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,8 @@
 //! Runs scheduler processes and collects their log lines.
 
+// Each test file uses a part of this.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -61,9 +64,24 @@ impl Replicas {
         owner: &str,
         args: &[&str],
     ) -> usize {
+        self.spawn_with_env(kubeconfig, namespace, owner, args, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with more environment variables.
+    pub fn spawn_with_env(
+        &mut self,
+        kubeconfig: &Path,
+        namespace: &str,
+        owner: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> usize {
         let replica = self.children.len();
         let mut child = Command::new(env!("CARGO_BIN_EXE_celers-kube-lease-scheduler"))
             .args(args)
+            // No metrics port unless a test asks for one: replicas share a host.
+            .env("METRICS_PORT", "0")
+            .envs(env.iter().copied())
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", owner)
             .env("POD_NAMESPACE", namespace)
