@@ -292,22 +292,6 @@ save_ports() {
   mv "$dir/ports.tmp" "$dir/ports"
 }
 
-# Nothing accepts connections on 127.0.0.1:$1.
-port_free() { ! timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-
-# A free port below Linux's default ephemeral range (32768+), so outgoing
-# connections never hold it, and distinct from the instance's other ports.
-pick_port() {
-  local p k taken
-  for _ in $(seq 1 200); do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
-    taken=
-    for k in "${!port[@]}"; do [ "${port[$k]}" != "$p" ] || taken=1; done
-    [ -z "$taken" ] && port_free "$p" && { echo "$p"; return; }
-  done
-  die "no free port found on 127.0.0.1"
-}
-
 # repick NAME...: new ports for NAMEs (on a fresh instance).
 repick() {
   local name k

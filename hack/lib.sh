@@ -29,3 +29,21 @@ runs_program() {
   argv0=${cmdline%%$'\n'*}
   [ "${argv0##*/}" = "$prog" ] && [[ $cmdline == *"$dir/"* ]]
 }
+
+# port_free PORT: nothing accepts connections on 127.0.0.1:PORT.
+port_free() { ! timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+# pick_port: a free port below Linux's default ephemeral range (32768+), so
+# outgoing connections never hold it, and distinct from the values of the
+# caller's associative array `port`.
+# shellcheck disable=SC2154 # `port` belongs to the caller
+pick_port() {
+  local p k taken
+  for _ in $(seq 1 200); do
+    p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
+    taken=
+    for k in "${!port[@]}"; do [ "${port[$k]}" != "$p" ] || taken=1; done
+    [ -z "$taken" ] && port_free "$p" && { echo "$p"; return; }
+  done
+  die "no free port found on 127.0.0.1"
+}

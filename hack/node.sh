@@ -150,19 +150,6 @@ wait_for() {
 declare -A port=()
 port_keys=(kubelet kubelet-healthz kube-controller-manager kube-scheduler)
 
-port_free() { ! timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-
-pick_port() {
-  local p k taken
-  for _ in $(seq 1 200); do
-    p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
-    taken=
-    for k in "${!port[@]}"; do [ "${port[$k]}" != "$p" ] || taken=1; done
-    [ -z "$taken" ] && port_free "$p" && { echo "$p"; return; }
-  done
-  die "no free port found on 127.0.0.1"
-}
-
 load_ports() {
   local k v
   [ -f "$dir/ports" ] || return 1
