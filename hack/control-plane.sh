@@ -185,15 +185,6 @@ is_ours() { runs_program "$1" "$(prog_of "$2")" "$dir"; }
 
 alive() { local pid; pid=$(pid_of "$1") && is_ours "$pid" "$1"; }
 
-# Wait up to $3 seconds for PID $1 (running NAME $2) to go away.
-wait_gone() {
-  local pid=$1 name=$2 deadline=$((SECONDS + $3))
-  while is_ours "$pid" "$name"; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.2
-  done
-}
-
 # stop NAME...: TERM them all, then wait for each (KILL after 15 s).
 stop() {
   local name pid

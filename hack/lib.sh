@@ -47,3 +47,13 @@ pick_port() {
   done
   die "no free port found on 127.0.0.1"
 }
+
+# wait_gone PID NAME SECS: wait up to SECS seconds for PID (running NAME) to
+# go away, as the caller's `is_ours PID NAME` tells.
+wait_gone() {
+  local pid=$1 name=$2 deadline=$((SECONDS + $3))
+  while is_ours "$pid" "$name"; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.2
+  done
+}

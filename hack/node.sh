@@ -83,14 +83,6 @@ is_ours() { runs_program "$1" "$2" "$dir"; }
 
 alive() { local pid; pid=$(pid_of "$1") && is_ours "$pid" "$1"; }
 
-wait_gone() {
-  local pid=$1 prog=$2 deadline=$((SECONDS + $3))
-  while is_ours "$pid" "$prog"; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.2
-  done
-}
-
 # stop_pid PID PROG: TERM, wait 20 s, KILL.
 stop_pid() {
   local pid=$1 prog=$2
