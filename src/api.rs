@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use http::StatusCode;
-use kube::api::{DeleteParams, GetParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
+use kube::api::{DeleteParams, GetParams, ListParams, PostParams, WatchParams};
 use kube::client::Body;
 use kube::core::params::Preconditions;
 use kube::core::{Request, WatchEvent};
@@ -144,27 +144,24 @@ impl LeaseApi {
 
     /// Creates the Lease; 409 AlreadyExists if it exists.
     pub async fn create(&self, lease: &Lease) -> Result<Lease, Failure> {
-        let params = PostParams {
-            field_manager: Some(self.field_manager.clone()),
-            ..PostParams::default()
-        };
         let body = serde_json::to_vec(lease).map_err(|e| Failure::Unexpected(e.to_string()))?;
-        decode(
-            &self
-                .send("create", self.request.create(&params, body))
-                .await?,
-        )
+        let request = self.request.create(&self.post_params(), body);
+        decode(&self.send("create", request).await?)
     }
 
-    /// Applies a JSON merge patch; conditional when it names a
-    /// resourceVersion (409 Conflict if the Lease has changed since).
-    pub async fn patch(&self, name: &str, patch: &serde_json::Value) -> Result<Lease, Failure> {
-        let params = PatchParams {
+    fn post_params(&self) -> PostParams {
+        PostParams {
             field_manager: Some(self.field_manager.clone()),
-            ..PatchParams::default()
-        };
-        let request = self.request.patch(name, &params, &Patch::Merge(patch));
-        decode(&self.send("patch", request).await?)
+            ..PostParams::default()
+        }
+    }
+
+    /// Replaces the Lease (PUT) if its resourceVersion is still the one in
+    /// `lease` (409 Conflict if it has changed since, 404 if it is gone).
+    pub async fn replace(&self, name: &str, lease: &Lease) -> Result<Lease, Failure> {
+        let body = serde_json::to_vec(lease).map_err(|e| Failure::Unexpected(e.to_string()))?;
+        let request = self.request.replace(name, &self.post_params(), body);
+        decode(&self.send("update", request).await?)
     }
 
     /// Deletes the Lease if it still has this resourceVersion and uid (409

@@ -265,11 +265,12 @@ impl KubeLeaseLockBackend {
                 .map(Some),
             Write::Update {
                 resource_version,
+                base,
                 holding,
-            } => api
-                .patch(&lock.name, &marks.update_patch(resource_version, holding))
-                .await
-                .map(Some),
+            } => {
+                let lease = marks.replacement(base, resource_version, holding);
+                api.replace(&lock.name, &lease).await.map(Some)
+            }
             Write::Delete {
                 resource_version,
                 uid,

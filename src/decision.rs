@@ -5,12 +5,13 @@
 //! it decided on, and comes back here with a fresh read when the write loses
 //! a race.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::clock::{self, ServerTime};
-use crate::lease::{Found, Record};
+use crate::lease::{Found, Lease, Record};
 
 /// The spec a write gives the lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +51,9 @@ pub enum Write {
     Update {
         /// The precondition.
         resource_version: String,
+        /// The Lease the decision was made from: a replacement keeps every
+        /// field the lock does not set.
+        base: Arc<Lease>,
         /// The new state.
         holding: Holding,
     },
@@ -167,6 +171,7 @@ fn take(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime, renew_own: b
     };
     Step::Write(Write::Update {
         resource_version: record.resource_version.clone(),
+        base: Arc::clone(&record.lease),
         holding: Holding {
             holder: owner.to_owned(),
             duration_secs: ttl_secs,
@@ -317,6 +322,7 @@ fn renewal(record: &Record, owner: &str, ttl_secs: i32, now: ServerTime) -> Writ
     let written = write_time(now, ttl_secs);
     Write::Update {
         resource_version: record.resource_version.clone(),
+        base: Arc::clone(&record.lease),
         holding: Holding {
             holder: owner.to_owned(),
             duration_secs: ttl_secs,
@@ -356,6 +362,7 @@ mod tests {
             renew_time: Some(t(renewed_at)),
             duration_secs: Some(duration),
             transitions: 4,
+            lease: Default::default(),
         })
     }
 
@@ -364,6 +371,7 @@ mod tests {
             Step::Write(Write::Update {
                 resource_version,
                 holding,
+                ..
             }) => (resource_version, holding),
             other => panic!("expected an update, got {other:?}"),
         }

@@ -145,6 +145,7 @@ mod tests {
             renew_time: Some(t(renewed_at)),
             duration_secs: Some(duration),
             transitions: 0,
+            lease: Default::default(),
         })
     }
 

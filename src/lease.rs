@@ -1,15 +1,19 @@
 //! The Lease as it travels over the wire, and what this crate reads from it.
 //!
-//! Only the fields the lock needs are (de)serialized, so a Lease edited by
-//! hand into something odd still parses: missing fields become `None`, and
-//! the decision treats a Lease without a usable holder, renew time or
-//! duration as expired.
+//! Only the fields the lock needs are read, so a Lease edited by hand into
+//! something odd still parses: missing fields become `None`, and the
+//! decision treats a Lease without a usable holder, renew time or duration
+//! as expired. Every other field is kept as it came (the `rest` maps), so
+//! that a replacement of the whole Lease (an update is a conditional PUT)
+//! writes back what a person or another tool added: labels, annotations,
+//! owner references, finalizers, fields of a newer Kubernetes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Map, Value};
 
 use crate::decision::{Holding, TokenNote};
 use crate::naming;
@@ -19,8 +23,8 @@ pub const MANAGED_BY_VALUE: &str = "celers-kube-lease";
 /// The well-known label that marks the Leases of this crate.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
-/// A `coordination.k8s.io/v1` Lease, reduced to what the lock reads.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// A `coordination.k8s.io/v1` Lease: what the lock reads, and the rest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Lease {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,10 +35,13 @@ pub struct Lease {
     pub metadata: Metadata,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<Spec>,
+    /// Fields the lock does not read, kept for a replacement.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
 }
 
 /// The object metadata the lock reads and writes.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Metadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,10 +54,14 @@ pub struct Metadata {
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+    /// Fields the lock does not read (`managedFields`, `ownerReferences`,
+    /// `finalizers`, …), kept for a replacement.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
 }
 
 /// `LeaseSpec`; times stay strings until [`parse_time`] reads them.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Spec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +74,10 @@ pub struct Spec {
     pub renew_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_transitions: Option<i32>,
+    /// Fields the lock does not read (`strategy`, `preferredHolder`, …),
+    /// kept for a replacement.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
 }
 
 /// A page of a Lease list.
@@ -146,36 +161,54 @@ impl Marks {
                 acquire_time: Some(format_time(holding.acquire_time)),
                 renew_time: Some(format_time(holding.renew_time)),
                 lease_transitions: Some(holding.transitions),
+                ..Spec::default()
             }),
+            ..Lease::default()
         }
     }
 
-    /// A JSON merge patch that gives the Lease the state `holding`, applied
-    /// only while its resourceVersion is still `resource_version`. Fields
-    /// it does not name (labels and annotations added by hand) are kept.
-    pub fn update_patch(&self, resource_version: &str, holding: &Holding) -> serde_json::Value {
-        let mut metadata = json!({
-            "resourceVersion": resource_version,
-            "labels": self.labels(&holding.holder),
-        });
-        let token = match holding.token {
-            TokenNote::Keep => None,
-            TokenNote::Record(token) => Some(json!(token.to_string())),
-            TokenNote::Remove => Some(serde_json::Value::Null),
-        };
-        if let Some(token) = token {
-            metadata["annotations"] = json!({ self.token_annotation.clone(): token });
+    /// The Lease `base` (as last read or written) in the state `holding`,
+    /// to replace it only while its resourceVersion is still
+    /// `resource_version`. Every field the lock does not set is kept.
+    ///
+    /// `managedFields` is reset (`[{}]`): the API server then stops tracking
+    /// field ownership on the Lease, which is a third of its CPU time per
+    /// update (see BENCHMARKS.md). Nobody applies these Leases, and the
+    /// holder is in `spec.holderIdentity` anyway.
+    pub fn replacement(&self, base: &Lease, resource_version: &str, holding: &Holding) -> Lease {
+        let mut lease = base.clone();
+        lease.api_version = Some("coordination.k8s.io/v1".to_owned());
+        lease.kind = Some("Lease".to_owned());
+        let metadata = &mut lease.metadata;
+        metadata.resource_version = Some(resource_version.to_owned());
+        metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .extend(self.labels(&holding.holder));
+        match holding.token {
+            TokenNote::Keep => {}
+            TokenNote::Record(token) => {
+                metadata
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(self.token_annotation.clone(), token.to_string());
+            }
+            TokenNote::Remove => {
+                if let Some(annotations) = &mut metadata.annotations {
+                    annotations.remove(&self.token_annotation);
+                }
+            }
         }
-        json!({
-            "metadata": metadata,
-            "spec": {
-                "holderIdentity": holding.holder,
-                "leaseDurationSeconds": holding.duration_secs,
-                "acquireTime": format_time(holding.acquire_time),
-                "renewTime": format_time(holding.renew_time),
-                "leaseTransitions": holding.transitions,
-            },
-        })
+        metadata
+            .rest
+            .insert("managedFields".to_owned(), json!([{}]));
+        let spec = lease.spec.get_or_insert_with(Spec::default);
+        spec.holder_identity = Some(holding.holder.clone());
+        spec.lease_duration_seconds = Some(holding.duration_secs);
+        spec.acquire_time = Some(format_time(holding.acquire_time));
+        spec.renew_time = Some(format_time(holding.renew_time));
+        spec.lease_transitions = Some(holding.transitions);
+        lease
     }
 
     /// The fencing token recorded in a Lease by the guard holding it.
@@ -238,6 +271,8 @@ pub struct Record {
     pub duration_secs: Option<i32>,
     /// `spec.leaseTransitions`, 0 when absent.
     pub transitions: i32,
+    /// The Lease as the server sent it: the base of a replacement.
+    pub lease: Arc<Lease>,
 }
 
 impl Record {
@@ -253,6 +288,7 @@ impl Record {
             renew_time: spec.renew_time.as_deref().and_then(parse_time),
             duration_secs: spec.lease_duration_seconds,
             transitions: spec.lease_transitions.unwrap_or(0),
+            lease: Arc::new(lease.clone()),
         })
     }
 
@@ -292,6 +328,7 @@ mod tests {
                 resource_version: Some("1".into()),
                 labels: Some(marks.labels("me")),
                 annotations: Some(marks.annotations(key)),
+                ..Metadata::default()
             },
             ..Lease::default()
         }
@@ -354,6 +391,7 @@ mod tests {
             acquire_time: Some("2026-11-26T06:00:00.000000Z".into()),
             renew_time: Some("2026-11-26T06:00:05.000000Z".into()),
             lease_transitions: Some(3),
+            ..Spec::default()
         });
         let record = Record::from_lease(&lease).expect("complete");
         assert_eq!(record.holder.as_deref(), Some("me"));
@@ -371,6 +409,7 @@ mod tests {
             renew_time: parse_time("2026-11-26T06:00:00Z"),
             duration_secs: Some(10),
             transitions: 0,
+            lease: Arc::default(),
         };
         assert!(base.expires_at().is_some());
         let cases = [
@@ -427,6 +466,72 @@ mod tests {
         });
         let record = Record::from_lease(&lease).expect("complete");
         assert_eq!(record.holder, None);
+    }
+
+    #[test]
+    fn a_replacement_keeps_what_the_lock_does_not_set() {
+        let marks = Marks::new("celers.io");
+        let base: Lease = serde_json::from_value(json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": "n", "uid": "u", "resourceVersion": "41",
+                "labels": { "team": "data", "celers.io/lock-owner": "old" },
+                "annotations": { "celers.io/lock-key": "k", "note": "by hand",
+                                 "celers.io/fencing-token": "40" },
+                "ownerReferences": [{ "apiVersion": "v1", "kind": "ConfigMap",
+                                      "name": "owner", "uid": "o" }],
+                "finalizers": ["example.com/keep"],
+                "managedFields": [{ "manager": "kubectl", "operation": "Update" }],
+            },
+            "spec": { "holderIdentity": "old", "strategy": "OldestEmulationVersion" },
+            "status": { "future": true },
+        }))
+        .expect("a Lease");
+        let time = parse_time("2026-11-26T06:00:00Z").expect("valid");
+        let holding = Holding {
+            holder: "me".into(),
+            duration_secs: 30,
+            acquire_time: time,
+            renew_time: time,
+            transitions: 2,
+            token: TokenNote::Remove,
+        };
+        let sent = serde_json::to_value(marks.replacement(&base, "41", &holding)).expect("JSON");
+        let metadata = &sent["metadata"];
+        assert_eq!(metadata["resourceVersion"], "41");
+        assert_eq!(metadata["uid"], "u");
+        assert_eq!(metadata["labels"]["team"], "data");
+        assert_eq!(metadata["labels"]["celers.io/lock-owner"], "me");
+        assert_eq!(metadata["labels"][MANAGED_BY_LABEL], MANAGED_BY_VALUE);
+        assert_eq!(metadata["annotations"]["note"], "by hand");
+        assert_eq!(metadata["annotations"]["celers.io/lock-key"], "k");
+        assert!(metadata["annotations"]
+            .get("celers.io/fencing-token")
+            .is_none());
+        assert_eq!(
+            metadata["ownerReferences"],
+            base_field(&base, "ownerReferences")
+        );
+        assert_eq!(metadata["finalizers"], json!(["example.com/keep"]));
+        assert_eq!(metadata["managedFields"], json!([{}]));
+        assert_eq!(sent["spec"]["strategy"], "OldestEmulationVersion");
+        assert_eq!(sent["spec"]["holderIdentity"], "me");
+        assert_eq!(sent["spec"]["leaseDurationSeconds"], 30);
+        assert_eq!(sent["spec"]["renewTime"], "2026-11-26T06:00:00.000000Z");
+        assert_eq!(sent["spec"]["leaseTransitions"], 2);
+        assert_eq!(sent["status"], json!({ "future": true }));
+
+        let recorded = Holding {
+            token: TokenNote::Record(42),
+            ..holding
+        };
+        let sent = marks.replacement(&base, "41", &recorded);
+        assert_eq!(marks.token_of(&sent), Some(42));
+    }
+
+    fn base_field(lease: &Lease, name: &str) -> Value {
+        lease.metadata.rest.get(name).cloned().unwrap_or_default()
     }
 
     #[test]

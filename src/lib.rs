@@ -56,8 +56,11 @@
 //! # Requests
 //!
 //! One API request per operation in the common case: acquiring a free key is
-//! a create, renewing and re-acquiring are a conditional merge patch, a
-//! release is a conditional delete, `is_locked` and `owner` are a get. The
+//! a create, renewing and re-acquiring are a conditional update (a PUT of the
+//! Lease as last seen, which keeps every field the lock does not set and
+//! resets `managedFields`, so that the API server skips field tracking; see
+//! the README's "Requests"), a release is a conditional delete, `is_locked`
+//! and `owner` are a get. The
 //! backend remembers the resourceVersion of the locks it has seen; when that
 //! is stale, the write fails with 409 Conflict and the backend reads and
 //! decides again. A write that loses to another owner's acquisition is
@@ -80,7 +83,7 @@
 //! | metric | type | labels | meaning |
 //! | --- | --- | --- | --- |
 //! | `celers_lock_operations_total` | counter | `operation`, `result` | calls by result: `acquired`, `refused`, `renewed`, `released`, `not_held`, `answered`, `error_configuration`, `error_timeout`, `error_broker` |
-//! | `celers_lock_api_requests_total` | counter | `verb`, `code` | API requests by verb (`get`, `create`, `patch`, `delete`, `list`, `watch`) and HTTP status (`timeout`, `transport` when there is none) |
+//! | `celers_lock_api_requests_total` | counter | `verb`, `code` | API requests by verb (`get`, `create`, `update`, `delete`, `list`, `watch`) and HTTP status (`timeout`, `transport` when there is none) |
 //! | `celers_lock_api_request_duration_seconds` | histogram | `verb` | their latency |
 //! | `celers_lock_conflicts_total` | counter | | conditional writes rejected (409, or 404 on a write) |
 //! | `celers_lock_held` | gauge | | locks this backend holds by its last writes (not yet released, nor past their TTL) |

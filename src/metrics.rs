@@ -254,7 +254,7 @@ mod tests {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Metrics::register(&mut registry);
         metrics.operation(Operation::TryAcquire, "acquired");
-        metrics.request("patch", "200", 0.003);
+        metrics.request("update", "200", 0.003);
         metrics.conflict();
         metrics.set_held(2);
         metrics.swept(5);
@@ -262,8 +262,8 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
         for line in [
             "celers_lock_operations_total{operation=\"try_acquire\",result=\"acquired\"} 1",
-            "celers_lock_api_requests_total{verb=\"patch\",code=\"200\"} 1",
-            "celers_lock_api_request_duration_seconds_count{verb=\"patch\"} 1",
+            "celers_lock_api_requests_total{verb=\"update\",code=\"200\"} 1",
+            "celers_lock_api_request_duration_seconds_count{verb=\"update\"} 1",
             "celers_lock_conflicts_total 1",
             "celers_lock_held 2",
             "celers_lock_sweeps_total 1",

@@ -627,3 +627,67 @@ async fn a_missing_namespace_is_an_api_error() {
         other => panic!("expected 404 for a missing namespace, got {other:?}"),
     }
 }
+
+#[tokio::test]
+#[ignore = "needs a control plane: run `make test`"]
+async fn writes_keep_what_people_added_and_drop_field_tracking() {
+    let f = fixture("kept").await;
+    let alice = f.backend().await;
+    assert!(alice
+        .try_acquire("job", "alice", 30)
+        .await
+        .expect("acquire"));
+    // A create is tracked by the API server, like any.
+    let created = f.lease("job").await.expect("lease");
+    assert!(created
+        .metadata
+        .managed_fields
+        .is_some_and(|f| !f.is_empty()));
+
+    // A person labels and annotates the Lease and gives it an owner.
+    let owner = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "name": "schedule",
+        "uid": "6d4e3c2a-0000-4000-8000-000000000001",
+    });
+    let edit = serde_json::json!({ "metadata": {
+        "labels": { "team": "data" },
+        "annotations": { "note": "paged at 03:00" },
+        "ownerReferences": [owner],
+    }});
+    f.leases
+        .patch(
+            &lease_name("job"),
+            &PatchParams::default(),
+            &Patch::Merge(&edit),
+        )
+        .await
+        .expect("edit");
+
+    // Alice's renew (conflict, read, replace) and a takeover by bob after
+    // the TTL keep all of it, and leave no field tracking behind.
+    assert!(alice.renew("job", "alice", 1).await.expect("renew"));
+    wait_expiry(1).await;
+    let bob = f.backend().await;
+    assert!(bob.try_acquire("job", "bob", 30).await.expect("takeover"));
+    let lease = f.lease("job").await.expect("lease");
+    let labels = lease.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("team").map(String::as_str), Some("data"));
+    assert_eq!(
+        labels.get("celers.io/lock-owner").map(String::as_str),
+        Some("bob")
+    );
+    let annotations = lease.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations.get("note").map(String::as_str),
+        Some("paged at 03:00")
+    );
+    let owners = lease.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0].name, "schedule");
+    assert_eq!(spec(&lease).holder_identity.as_deref(), Some("bob"));
+    assert!(
+        lease.metadata.managed_fields.is_none_or(|f| f.is_empty()),
+        "no field tracking after an update"
+    );
+    assert!(bob.release("job", "bob").await.expect("release"));
+}

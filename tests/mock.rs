@@ -98,7 +98,7 @@ async fn writes_rejected_without_a_change_of_holder_end_in_contended() {
     });
     let server = tokio::spawn(async move {
         // The holder renews; something keeps editing the Lease without
-        // changing its holder or term, so every patch conflicts.
+        // changing its holder or term, so every update conflicts.
         serve(
             &mut handle,
             Method::GET,
@@ -108,7 +108,7 @@ async fn writes_rejected_without_a_change_of_holder_end_in_contended() {
         for version in 2..=4 {
             serve(
                 &mut handle,
-                Method::PATCH,
+                Method::PUT,
                 status(StatusCode::CONFLICT, "Conflict"),
             )
             .await;
@@ -140,7 +140,7 @@ async fn a_write_lost_to_another_owner_is_an_answer() {
         .await;
         serve(
             &mut handle,
-            Method::PATCH,
+            Method::PUT,
             status(StatusCode::CONFLICT, "Conflict"),
         )
         .await;
