@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 
 use celers_beat::heartbeat::BeatHeartbeat;
 use celers_core_03::lock::DistributedLockBackend;
@@ -85,7 +85,7 @@ impl RunLedger {
         // A few rounds: each lost race means the ledger moved, usually past
         // `run`, which ends the loop.
         for _ in 0..5 {
-            let current = match self.leases.get_opt(&name).await? {
+            let mut current = match self.leases.get_opt(&name).await? {
                 Some(lease) => lease,
                 None => {
                     let lease = ledger_lease(&name, run);
@@ -96,27 +96,20 @@ impl RunLedger {
                     }
                 }
             };
-            let last = current
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(LAST_CLAIMED))
+            let annotations = current.metadata.annotations.get_or_insert_default();
+            let last = annotations
+                .get(LAST_CLAIMED)
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0);
             if last >= run {
                 return Ok(Claim::AlreadyClaimed(last));
             }
-            // The resourceVersion makes the patch conditional: 409 if the
-            // ledger changed since it was read.
-            let patch = serde_json::json!({
-                "metadata": {
-                    "resourceVersion": current.metadata.resource_version,
-                    "annotations": { LAST_CLAIMED: run.to_string() },
-                }
-            });
+            annotations.insert(LAST_CLAIMED.to_owned(), run.to_string());
+            // The resourceVersion read makes the update conditional: 409 if
+            // the ledger changed since.
             match self
                 .leases
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .replace(&name, &PostParams::default(), &current)
                 .await
             {
                 Ok(_) => return Ok(Claim::Won),
