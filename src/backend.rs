@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tracing::Instrument;
 
-use crate::api::LeaseApi;
+use crate::api::{Failure, LeaseApi};
 use crate::bulk::Sweeper;
 use crate::clock::{LocalInstant, ServerTime};
 use crate::config::Config;
@@ -21,6 +21,7 @@ use crate::known::Known;
 use crate::lease::{Found, Lease, Marks, Record};
 use crate::metrics::Metrics;
 use crate::naming::Lock;
+use crate::new_keys::NewKeys;
 
 /// A [`DistributedLockBackend`](celers_core::lock::DistributedLockBackend)
 /// that stores each lock as a `coordination.k8s.io/v1` Lease.
@@ -42,6 +43,7 @@ pub(crate) struct Inner {
     /// The locks this backend's last writes hold, with their local end:
     /// for the `held` metric.
     pub held: Mutex<HashMap<String, LocalInstant>>,
+    pub new_keys: NewKeys,
 }
 
 /// Where a decision starts from.
@@ -160,13 +162,14 @@ impl KubeLeaseLockBackend {
         self.decide_and_write(op, &lock, hint, decide).await
     }
 
-    /// A lock this backend knows nothing of is most likely new (celers-beat
-    /// takes a fresh key for every run), so once the server's clock is known
-    /// (the first call reads, to learn it) its Lease is assumed absent and
-    /// created: one request instead of a read and a create. A create that
-    /// finds the Lease there fails with 409, and the backend reads it.
+    /// A lock this backend knows nothing of is assumed new while that pays
+    /// (see [`NewKeys`]) and once the server's clock is known (the first
+    /// call reads, to learn it): its Lease is created without a read. A
+    /// create that finds the Lease there fails with 409, and the backend
+    /// reads it.
     pub(crate) fn assume_missing(&self) -> Option<Found> {
-        self.inner.api.server_time().map(|_| Found::Missing)
+        let known_clock = self.inner.api.server_time().is_some();
+        (known_clock && self.inner.new_keys.likely()).then_some(Found::Missing)
     }
 
     /// Decides from `hint` or from a fresh read, writes, and when the write
@@ -279,6 +282,12 @@ impl KubeLeaseLockBackend {
                 .await
                 .map(|()| None),
         };
+        if matches!(write, Write::Create(_)) {
+            let existed = outcome.as_ref().err().and_then(Failure::code) == Some(409);
+            if outcome.is_ok() || existed {
+                self.inner.new_keys.record(outcome.is_ok());
+            }
+        }
         match outcome {
             Ok(lease) => {
                 let found = match lease {

@@ -13,6 +13,7 @@ use crate::known::Known;
 use crate::lease::Marks;
 use crate::metrics::Metrics;
 use crate::naming;
+use crate::new_keys::NewKeys;
 
 /// Validated settings of a backend.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -364,6 +365,7 @@ impl KubeLeaseLockBackend {
                 known: Mutex::new(Known::default()),
                 metrics,
                 held: Mutex::default(),
+                new_keys: NewKeys::default(),
             }),
         }
     }

@@ -116,6 +116,7 @@ mod known;
 mod lease;
 mod metrics;
 mod naming;
+mod new_keys;
 mod wait;
 
 pub use backend::KubeLeaseLockBackend;

@@ -691,3 +691,39 @@ async fn writes_keep_what_people_added_and_drop_field_tracking() {
     );
     assert!(bob.release("job", "bob").await.expect("release"));
 }
+
+#[tokio::test]
+#[ignore = "needs a control plane: run `make test`"]
+async fn unknown_locks_are_created_blind_only_while_that_pays() {
+    let f = fixture("new-keys").await;
+    let before = f.backend().await;
+    let keys: Vec<String> = (0..40).map(|i| format!("held-{i}")).collect();
+    for key in &keys {
+        assert!(before.try_acquire(key, "alice", 60).await.expect("acquire"));
+    }
+
+    // Alice restarts: a new backend, which knows none of her locks. Once
+    // its clock is known it creates unknown locks without a read; each of
+    // these creates finds the Lease (409) and costs a read and an update on
+    // top, until most of its recent creates have failed.
+    let (after, counts) = f.counted_backend().await;
+    assert!(!after.is_locked("warm-up").await.expect("is_locked"));
+    let start = counts.get("POST") + counts.reads() + counts.get("PUT");
+    for key in &keys {
+        assert!(after.try_acquire(key, "alice", 60).await.expect("take back"));
+    }
+    let blind = counts.get("POST");
+    let requests = counts.get("POST") + counts.reads() + counts.get("PUT") - start;
+    assert_eq!(blind, 9, "creates until fewer than half of 16 succeeded");
+    assert_eq!(requests, 9 * 3 + 31 * 2, "then a read and an update each");
+
+    // Fresh keys again (the next runs of a schedule): read first and
+    // created, until enough creates have succeeded to guess again.
+    for i in 0..20 {
+        let key = format!("fresh-{i}");
+        assert!(after.try_acquire(&key, "alice", 60).await.expect("fresh"));
+    }
+    let reads_before = counts.reads();
+    assert!(after.try_acquire("fresh-last", "alice", 60).await.expect("fresh"));
+    assert_eq!(counts.reads(), reads_before, "a fresh key is one create again");
+}
