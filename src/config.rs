@@ -215,7 +215,8 @@ impl KubeLeaseLockBackendBuilder {
         self
     }
 
-    /// `fieldManager` of every write, as shown in `managedFields`.
+    /// `fieldManager` of every write, as shown in `managedFields` after a
+    /// create (updates reset `managedFields`; see the README's "Requests").
     /// Default: `celers-kube-lease`.
     pub fn field_manager(mut self, field_manager: impl Into<String>) -> Self {
         self.config.field_manager = field_manager.into();
