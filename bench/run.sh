@@ -23,6 +23,8 @@ etcd_port=$(awk -F= '$1 == "etcd" { print $2 }' "$CONTROL_PLANE_DIR/ports")
 # Version of a package in Cargo.lock.
 locked() { awk -v name="\"$1\"" '$1 == "name" && $3 == name { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock; }
 
+# lease-bench passes --etcd and --server-pid on to the client-go peer, which
+# it runs twice per scenario: JSON, then protobuf.
 "${CARGO_TARGET_DIR:-target}/release/lease-bench" \
   --kubeconfig "$kubeconfig" \
   --clientgo "$state/clientgo-bench" \

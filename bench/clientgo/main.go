@@ -5,7 +5,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -55,6 +54,36 @@ type options struct {
 	ttlSecs      int
 	hotKey       bool
 	keepLeases   bool
+	contentType  string
+	etcd         string
+	serverPids   serverPids
+}
+
+// contentTypes are the --content-type values: ContentType and
+// AcceptContentTypes of every clientset's rest.Config. JSON must be set:
+// with none, client-go's generated clients send and ask for protobuf for
+// built-in types. protobuf is how kube-controller-manager and kube-scheduler
+// talk to the API server.
+var contentTypes = map[string]struct{ contentType, accept string }{
+	"json":     {"application/json", "application/json"},
+	"protobuf": {"application/vnd.kubernetes.protobuf", "application/vnd.kubernetes.protobuf,application/json"},
+}
+
+// serverPid is a --server-pid NAME=PID: a process whose CPU time is read
+// around the measured window.
+type serverPid struct{ name, pid string }
+
+type serverPids []serverPid
+
+func (s *serverPids) String() string { return fmt.Sprint(*s) }
+
+func (s *serverPids) Set(v string) error {
+	name, pid, ok := strings.Cut(v, "=")
+	if _, err := strconv.ParseUint(pid, 10, 32); !ok || name == "" || err != nil {
+		return fmt.Errorf("%q is not NAME=PID", v)
+	}
+	*s = append(*s, serverPid{name, pid})
+	return nil
 }
 
 // result is the single JSON line printed on stdout. Field order is fixed.
@@ -73,7 +102,18 @@ type result struct {
 	ElapsedSecs   float64 `json:"elapsed_secs"`
 	// KeptPrefix: with --keep-leases, the prefix of every lease name of this
 	// run, for the caller to delete them.
-	KeptPrefix string `json:"kept_prefix,omitempty"`
+	KeptPrefix  string `json:"kept_prefix,omitempty"`
+	ContentType string `json:"content_type"`
+	// Over the measured window: the API server's time on Lease requests and
+	// the part it waited on etcd (sums of apiserver_request_duration_seconds
+	// and etcd_request_duration_seconds), etcd's WAL fsyncs and their time
+	// (with --etcd), and CPU seconds of each --server-pid and of this process.
+	RequestSecs   float64            `json:"apiserver_request_secs"`
+	EtcdSecs      float64            `json:"etcd_request_secs"`
+	WALFsyncs     *float64           `json:"wal_fsyncs,omitempty"`
+	WALFsyncSecs  *float64           `json:"wal_fsync_secs,omitempty"`
+	ServerCPUSecs map[string]float64 `json:"server_cpu_secs"`
+	ClientCPUSecs float64            `json:"client_cpu_secs"`
 }
 
 func main() {
@@ -91,6 +131,9 @@ func main() {
 	flag.IntVar(&o.ttlSecs, "ttl-secs", 15, "lease duration in seconds")
 	flag.BoolVar(&o.hotKey, "hot-key", false, "throughput: all clients contend for one key")
 	flag.BoolVar(&o.keepLeases, "keep-leases", false, "leave this run's leases for the caller to delete (their prefix is in the JSON line)")
+	flag.StringVar(&o.contentType, "content-type", "json", "what every clientset sends and asks for: json (application/json) or protobuf (application/vnd.kubernetes.protobuf, JSON accepted too)")
+	flag.StringVar(&o.etcd, "etcd", "", "etcd's client address HOST:PORT (plain HTTP), to read its WAL fsyncs over the measured window")
+	flag.Var(&o.serverPids, "server-pid", "NAME=PID of a server process whose CPU time is read over the measured window (repeatable)")
 	flag.Parse()
 
 	if o.kubeconfig == "" {
@@ -105,6 +148,9 @@ func main() {
 	}
 	if o.iterations < 1 || o.clients < 1 || o.durationSecs <= 0 || o.ttlSecs < 1 {
 		fatalf("--iterations, --clients, --duration-secs and --ttl-secs must be positive")
+	}
+	if _, ok := contentTypes[o.contentType]; !ok {
+		fatalf("--content-type must be json or protobuf")
 	}
 	if o.hotKey && o.scenario != "throughput" {
 		log.Printf("--hot-key only applies to the throughput scenario; ignored")
@@ -317,6 +363,9 @@ func newBench(o options) (*bench, error) {
 	cfg.Burst = 0
 	cfg.UserAgent = "clientgo-bench"
 	cfg.Timeout = 0 // per-call timeouts come from contexts
+	// Every clientset is made from a copy of cfg.
+	ct := contentTypes[o.contentType]
+	cfg.ContentType, cfg.AcceptContentTypes = ct.contentType, ct.accept
 
 	var rnd [4]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -335,7 +384,7 @@ func newBench(o options) (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	log.Printf("run prefix %q, namespace %q, scenario %s", b.prefix, o.namespace, o.scenario)
+	log.Printf("run prefix %q, namespace %q, scenario %s, content type %s", b.prefix, o.namespace, o.scenario, o.contentType)
 	return b, nil
 }
 
@@ -425,54 +474,170 @@ func (b *bench) cleanup() {
 	log.Printf("cleanup: deleted %d leases, %d failures", deleted.Load(), failed.Load())
 }
 
-// leaseRequestTotal reads the API server's /metrics and sums every
-// apiserver_request_total sample whose labels include resource="leases".
-func (b *bench) leaseRequestTotal(ctx context.Context) (float64, error) {
-	// apiserver_request_total is recorded as the handler finishes; give the
-	// server a moment so requests just answered are in the snapshot.
+// reading is one end of a measured window: the servers' counters, the
+// Lease requests this client sent, and CPU ticks (USER_HZ, 100 a second) of
+// the --server-pid processes and of this one.
+type reading struct {
+	requests, requestSecs, etcdSecs float64
+	fsyncs, fsyncSecs               float64
+	sent                            int64
+	serverTicks                     map[string]int64
+	selfTicks                       int64
+}
+
+// openWindow reads the start of a measured window: the servers' metrics
+// first, then the CPU times, so that serving the metrics stays outside.
+func (b *bench) openWindow(ctx context.Context) (*reading, error) {
+	var r reading
+	if err := b.readMetrics(ctx, &r); err != nil {
+		return nil, err
+	}
+	r.sent = b.leaseRequests.Load()
+	return &r, b.readTicks(&r)
+}
+
+// closeWindow reads the end of the window that before opened (in the
+// opposite order) and returns the differences.
+func (b *bench) closeWindow(ctx context.Context, before *reading) (*reading, error) {
+	var r reading
+	if err := b.readTicks(&r); err != nil {
+		return nil, err
+	}
+	r.sent = b.leaseRequests.Load()
+	if err := b.readMetrics(ctx, &r); err != nil {
+		return nil, err
+	}
+	r.requests -= before.requests
+	r.requestSecs -= before.requestSecs
+	r.etcdSecs -= before.etcdSecs
+	r.fsyncs -= before.fsyncs
+	r.fsyncSecs -= before.fsyncSecs
+	r.sent -= before.sent
+	for name := range r.serverTicks {
+		r.serverTicks[name] -= before.serverTicks[name]
+	}
+	r.selfTicks -= before.selfTicks
+	return &r, nil
+}
+
+// readTicks reads the CPU ticks of the --server-pid processes and of this
+// one into r.
+func (b *bench) readTicks(r *reading) error {
+	r.serverTicks = map[string]int64{}
+	for _, s := range b.o.serverPids {
+		ticks, err := cpuTicks(s.pid)
+		if err != nil {
+			return err
+		}
+		r.serverTicks[s.name] = ticks
+	}
+	var err error
+	r.selfTicks, err = cpuTicks("self")
+	return err
+}
+
+// cpuTicks is the user + system CPU time in /proc/PID/stat.
+func cpuTicks(pid string) (int64, error) {
+	raw, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	stat := string(raw)
+	// Fields after the command name, from the state (field 3) on.
+	i := strings.LastIndex(stat, ") ")
+	if i < 0 {
+		return 0, fmt.Errorf("unreadable /proc/%s/stat", pid)
+	}
+	fields := strings.Fields(stat[i+2:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("unreadable /proc/%s/stat", pid)
+	}
+	user, errUser := strconv.ParseInt(fields[11], 10, 64)
+	system, errSystem := strconv.ParseInt(fields[12], 10, 64)
+	if errUser != nil || errSystem != nil {
+		return 0, fmt.Errorf("unreadable /proc/%s/stat", pid)
+	}
+	return user + system, nil
+}
+
+// readMetrics reads the API server's /metrics (Lease requests and their
+// time) and, with --etcd, etcd's (WAL fsyncs).
+func (b *bench) readMetrics(ctx context.Context, r *reading) error {
+	// The counters are bumped as a handler finishes; give the server a
+	// moment so that requests just answered are in the snapshot.
 	time.Sleep(300 * time.Millisecond)
 	c, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	raw, err := b.client.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(c)
 	if err != nil {
-		return 0, fmt.Errorf("reading /metrics: %w", err)
+		return fmt.Errorf("reading /metrics: %w", err)
 	}
-	return sumLeaseRequests(bytes.NewReader(raw))
-}
-
-func sumLeaseRequests(r io.Reader) (float64, error) {
-	const metric = "apiserver_request_total{"
-	var sum float64
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1024*1024), 16*1024*1024)
-	found := false
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, metric) {
-			continue
-		}
-		end := strings.LastIndexByte(line, '}')
-		if end < 0 || !strings.Contains(line[:end], `resource="leases"`) {
-			continue
-		}
-		fields := strings.Fields(line[end+1:]) // value [timestamp]
-		if len(fields) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			return 0, fmt.Errorf("parsing %q: %w", line, err)
-		}
-		sum += v
-		found = true
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
+	text := string(raw)
+	leases := func(labels string) bool { return strings.Contains(labels, `resource="leases"`) }
+	// A watch's time is how long it stayed open.
+	noWatch := func(labels string) bool { return leases(labels) && !strings.Contains(labels, `verb="WATCH"`) }
+	var found bool
+	r.requests, found = sumSamples(text, "apiserver_request_total", leases)
 	if !found {
 		log.Printf("warning: no apiserver_request_total sample with resource=\"leases\" yet")
 	}
-	return sum, nil
+	r.requestSecs, _ = sumSamples(text, "apiserver_request_duration_seconds_sum", noWatch)
+	r.etcdSecs, _ = sumSamples(text, "etcd_request_duration_seconds_sum", leases)
+	if b.o.etcd == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(c, http.MethodGet, "http://"+b.o.etcd+"/metrics", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("reading etcd's /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("reading etcd's /metrics: %s", resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("reading etcd's /metrics: %w", err)
+	}
+	const fsync = "etcd_disk_wal_fsync_duration_seconds"
+	all := func(string) bool { return true }
+	r.fsyncs, _ = sumSamples(string(body), fsync+"_count", all)
+	r.fsyncSecs, _ = sumSamples(string(body), fsync+"_sum", all)
+	return nil
+}
+
+// sumSamples sums the samples of metric name whose labels pass the filter,
+// and says whether there was one.
+func sumSamples(text, name string, filter func(labels string) bool) (float64, bool) {
+	var sum float64
+	found := false
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok {
+			continue
+		}
+		if labels, ok := strings.CutPrefix(rest, "{"); ok {
+			end := strings.LastIndexByte(labels, '}')
+			if end < 0 || !filter(labels[:end]) {
+				continue
+			}
+			rest = labels[end+1:]
+		} else if !strings.HasPrefix(rest, " ") || !filter("") {
+			continue
+		}
+		fields := strings.Fields(rest) // value [timestamp]
+		if len(fields) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(fields[0], 64); err == nil {
+			sum += v
+			found = true
+		}
+	}
+	return sum, found
 }
 
 type opOutcome struct {
@@ -556,26 +721,24 @@ func (b *bench) run(ctx context.Context) (*result, error) {
 	})
 }
 
-// measured runs work between two readings of the server's and this
-// client's lease request counts, and reports what it did.
+// measured runs work in a measured window and reports what it did and what
+// it cost.
 func (b *bench) measured(ctx context.Context, clients int, work func() (*stats, error)) (*result, error) {
-	before, err := b.leaseRequestTotal(ctx)
+	before, err := b.openWindow(ctx)
 	if err != nil {
 		return nil, err
 	}
-	clientBefore := b.leaseRequests.Load()
 	start := time.Now()
 	st, err := work()
 	if err != nil {
 		return nil, err
 	}
 	elapsed := time.Since(start)
-	clientReq := b.leaseRequests.Load() - clientBefore
-	after, err := b.leaseRequestTotal(ctx)
+	spent, err := b.closeWindow(ctx, before)
 	if err != nil {
 		return nil, err
 	}
-	return b.report(st, clients, elapsed, after-before, clientReq), nil
+	return b.report(st, clients, elapsed, spent), nil
 }
 
 // setupSequential prepares the leases of a sequential scenario (not measured)
@@ -732,11 +895,10 @@ func (b *bench) runLoop(ctx context.Context) (*result, error) {
 	}
 	runs := make([]int, n) // dispatch: leases created by each client
 
-	before, err := b.leaseRequestTotal(ctx)
+	before, err := b.openWindow(ctx)
 	if err != nil {
 		return nil, err
 	}
-	clientBefore := b.leaseRequests.Load()
 	all := make([]stats, n)
 	var wg sync.WaitGroup
 	var ready sync.WaitGroup
@@ -771,7 +933,7 @@ func (b *bench) runLoop(ctx context.Context) (*result, error) {
 	close(startGate)
 	wg.Wait()
 	elapsed := time.Since(start)
-	clientReq := b.leaseRequests.Load() - clientBefore
+	spent, err := b.closeWindow(ctx, before)
 	// Every dispatch lease is recorded for cleanup, after the measurement.
 	b.mu.Lock()
 	for i, r := range runs {
@@ -780,7 +942,6 @@ func (b *bench) runLoop(ctx context.Context) (*result, error) {
 		}
 	}
 	b.mu.Unlock()
-	after, err := b.leaseRequestTotal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -792,7 +953,7 @@ func (b *bench) runLoop(ctx context.Context) (*result, error) {
 		conns[i] = strconv.FormatInt(dials[i].Load(), 10)
 	}
 	log.Printf("TCP connections dialed per client: [%s]", strings.Join(conns, " "))
-	return b.report(&st, n, elapsed, after-before, clientReq), nil
+	return b.report(&st, n, elapsed, spent), nil
 }
 
 func (b *bench) clientIdentity(i int) string { return fmt.Sprintf("%sclient-%d", b.prefix, i) }
@@ -800,11 +961,11 @@ func (b *bench) clientIdentity(i int) string { return fmt.Sprintf("%sclient-%d",
 // dispatchName is the lease of client i's k-th dispatch.
 func (b *bench) dispatchName(i, k int) string { return fmt.Sprintf("%sdispatch-%d-%d", b.prefix, i, k) }
 
-func (b *bench) report(st *stats, clients int, elapsed time.Duration, serverReq float64, clientReq int64) *result {
+func (b *bench) report(st *stats, clients int, elapsed time.Duration, spent *reading) *result {
 	sort.Slice(st.latencies, func(i, j int) bool { return st.latencies[i] < st.latencies[j] })
-	req := int64(math.Round(serverReq))
+	req := int64(math.Round(spent.requests))
 	log.Printf("%d ops, %d held, %d errors, %d lost races (409); lease requests: %d by server metric, %d sent by this client",
-		st.ops, st.successes, st.errors, st.conflicts, req, clientReq)
+		st.ops, st.successes, st.errors, st.conflicts, req, spent.sent)
 	if st.firstErr != nil {
 		log.Printf("first error: %v", st.firstErr)
 	}
@@ -820,6 +981,18 @@ func (b *bench) report(st *stats, clients int, elapsed time.Duration, serverReq 
 		P50Ms:       percentileMs(st.latencies, 50),
 		P99Ms:       percentileMs(st.latencies, 99),
 		ElapsedSecs: round3(secs),
+
+		ContentType:   b.o.contentType,
+		RequestSecs:   spent.requestSecs,
+		EtcdSecs:      spent.etcdSecs,
+		ServerCPUSecs: map[string]float64{},
+		ClientCPUSecs: float64(spent.selfTicks) / 100,
+	}
+	for name, ticks := range spent.serverTicks {
+		res.ServerCPUSecs[name] = float64(ticks) / 100
+	}
+	if b.o.etcd != "" {
+		res.WALFsyncs, res.WALFsyncSecs = &spent.fsyncs, &spent.fsyncSecs
 	}
 	if st.ops > 0 {
 		res.RequestsPerOp = round3(float64(req) / float64(st.ops))

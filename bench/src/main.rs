@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use measure::{Phase, Result};
+use measure::Result;
 use ours::{Loop, Op, Ours};
-use peer::Peer;
+use peer::{ContentType, Peer, Peers};
 use report::{Report, Row};
 
 const PHASES: [&str; 6] = [
@@ -40,7 +40,11 @@ struct Args {
     /// Namespace of the Leases (must exist).
     #[arg(long, default_value = "default")]
     namespace: String,
-    /// The built bench/clientgo peer; without it, our side only.
+    /// The built bench/clientgo peer; without it, our side only. It runs
+    /// every scenario twice after ours, one run at a time: client-go with
+    /// JSON (rest.Config ContentType application/json), then with protobuf
+    /// (application/vnd.kubernetes.protobuf, as kube-controller-manager and
+    /// kube-scheduler). Each run measures its own window, as ours does.
     #[arg(long)]
     clientgo: Option<PathBuf>,
     /// Operations per sequential phase.
@@ -87,10 +91,14 @@ struct Args {
     /// A NAME=VALUE line for the environment list.
     #[arg(long, value_parser = parse_pair::<String>)]
     about: Vec<(String, String)>,
-    /// etcd's client address (HOST:PORT), to read its WAL fsyncs.
+    /// etcd's client address (HOST:PORT), to read its WAL fsyncs (passed
+    /// on to the peer).
     #[arg(long)]
     etcd: Option<String>,
-    /// NAME=PID of a server process whose CPU time is read.
+    /// NAME=PID of a server process whose CPU time is read around each
+    /// measured window, ours and the peer's (passed on to it); repeatable.
+    /// The first (`make bench`: kube-apiserver) is the one the API server
+    /// cost table compares against its goals.
     #[arg(long = "server-pid", value_parser = parse_pair::<u32>)]
     pids: Vec<(String, u32)>,
     /// The run id (the memory child is given its parent's).
@@ -179,26 +187,26 @@ async fn run(args: Args) -> Result<()> {
         args.pids.clone(),
     )
     .await?;
-    let peer = args.clientgo.as_ref().map(|program| Peer {
-        program: program.clone(),
-        kubeconfig: args.kubeconfig.clone(),
-        namespace: args.namespace.clone(),
-        ttl: args.ttl,
-    });
+    let peers: Vec<Peer> = match &args.clientgo {
+        Some(program) => ContentType::ALL
+            .into_iter()
+            .map(|content_type| Peer {
+                program: program.clone(),
+                kubeconfig: args.kubeconfig.clone(),
+                namespace: args.namespace.clone(),
+                ttl: args.ttl,
+                content_type,
+                etcd: args.etcd.clone(),
+                pids: args.pids.clone(),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let mut report = Report {
         about: environment(&args, &ours).await?,
         ..Report::default()
     };
     let iterations = ["--iterations".to_owned(), args.iterations.to_string()];
-    let peer_run = |scenario: &'static str, extra: Vec<String>| {
-        let peer = peer.as_ref();
-        async move {
-            match peer {
-                Some(peer) => peer.run(scenario, &extra).await.map(Some),
-                None => Ok(None),
-            }
-        }
-    };
     let run_phase = |phase: &str| args.phases.iter().any(|p| p == phase);
 
     if run_phase("operations") {
@@ -221,24 +229,24 @@ async fn run(args: Args) -> Result<()> {
         ];
         for (label, op, peer_scenario) in sequential {
             let phase = ours.sequential(op, args.iterations).await?;
-            let peer = peer_run(peer_scenario, iterations.to_vec()).await?;
+            let theirs = run_peers(&ours, &peers, peer_scenario, &iterations).await?;
             report
                 .operations
-                .push(Row::new(label, peer_scenario, phase, peer));
+                .push(Row::new(label, peer_scenario, phase, theirs));
             if op == Op::AcquireFree {
                 let [unseen, seen] = ours.expired(args.iterations).await?;
-                let peer = peer_run("acquire_expired", iterations.to_vec()).await?;
+                let theirs = run_peers(&ours, &peers, "acquire_expired", &iterations).await?;
                 report.operations.push(Row::new(
                     "acquire, expired key, never seen",
                     "acquire_expired",
                     unseen,
-                    peer.clone(),
+                    theirs.clone(),
                 ));
                 report.operations.push(Row::new(
                     "acquire, expired key, seen held",
                     "acquire_expired",
                     seen,
-                    peer,
+                    theirs,
                 ));
             }
         }
@@ -259,10 +267,11 @@ async fn run(args: Args) -> Result<()> {
             };
             progress(&format!("throughput, {clients} clients, {keys}"));
             let phase = ours.throughput(clients, args.duration, workload).await?;
-            let peer_phase = peer_loop(&ours, peer.as_ref(), &args, clients, workload).await?;
+            let (scenario, extra) = loop_scenario(&args, clients, workload);
+            let theirs = run_peers(&ours, &peers, scenario, &extra).await?;
             report
                 .throughput
-                .push(Row::new(keys, "throughput", phase, peer_phase));
+                .push(Row::new(keys, "throughput", phase, theirs));
         }
     }
 
@@ -274,10 +283,11 @@ async fn run(args: Args) -> Result<()> {
             ] {
                 progress(&format!("{}, {clients} clients", workload.scenario()));
                 let phase = ours.throughput(clients, args.duration, workload).await?;
-                let peer_phase = peer_loop(&ours, peer.as_ref(), &args, clients, workload).await?;
+                let (scenario, extra) = loop_scenario(&args, clients, workload);
+                let theirs = run_peers(&ours, &peers, scenario, &extra).await?;
                 report
                     .workloads
-                    .push(Row::new(label, workload.scenario(), phase, peer_phase));
+                    .push(Row::new(label, workload.scenario(), phase, theirs));
             }
         }
     }
@@ -305,12 +315,12 @@ async fn run(args: Args) -> Result<()> {
                 "--iterations".to_owned(),
                 args.peer_handoffs.to_string(),
             ];
-            let peer = peer_run("handoff", extra).await?;
+            let theirs = run_peers(&ours, &peers, "handoff", &extra).await?;
             report.handoffs.push(Row::new(
                 &format!("{waiters} waiters"),
                 "handoff",
                 phase,
-                peer,
+                theirs,
             ));
         }
         progress("dead holders");
@@ -323,12 +333,12 @@ async fn run(args: Args) -> Result<()> {
             "--ttl-secs".to_owned(),
             args.dead_ttl_secs.to_string(),
         ];
-        let peer = peer_run("dead_holder", extra).await?;
+        let theirs = run_peers(&ours, &peers, "dead_holder", &extra).await?;
         report.handoffs.push(Row::new(
             &format!("dead holder (TTL {} s): after the TTL", args.dead_ttl_secs),
             "dead_holder",
             phase,
-            peer,
+            theirs,
         ));
     }
 
@@ -344,20 +354,25 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The client-go peer's run of `workload` with `clients` clients, if there
-/// is a peer. The server side is measured over the peer's whole run, which is
-/// the loop and little else: the Leases a dispatch run creates (one per
-/// operation) are left to be deleted here, after the measurement.
-async fn peer_loop(
-    ours: &Ours,
-    peer: Option<&Peer>,
-    args: &Args,
-    clients: usize,
-    workload: Loop,
-) -> Result<Option<Phase>> {
-    let Some(peer) = peer else {
-        return Ok(None);
-    };
+/// Runs `scenario` on each client-go peer in turn (JSON, then protobuf).
+/// What a peer left (`--keep-leases`: a dispatch run's Leases, one per
+/// operation) is deleted here, after its measured window.
+async fn run_peers(ours: &Ours, peers: &[Peer], scenario: &str, extra: &[String]) -> Result<Peers> {
+    let mut phases = Peers::default();
+    for (slot, peer) in phases.iter_mut().zip(peers) {
+        let phase = peer.run(scenario, extra).await?;
+        if let Some(prefix) = phase.kept_prefix.as_deref().filter(|p| !p.is_empty()) {
+            let deleted = ours.delete_prefixed(prefix).await?;
+            progress(&format!("deleted the {deleted} Leases the peer left"));
+        }
+        *slot = Some(phase);
+    }
+    Ok(phases)
+}
+
+/// The client-go peer's scenario and arguments for `workload` with
+/// `clients` clients.
+fn loop_scenario(args: &Args, clients: usize, workload: Loop) -> (&'static str, Vec<String>) {
     let mut extra = vec![
         "--clients".to_owned(),
         clients.to_string(),
@@ -376,16 +391,7 @@ async fn peer_loop(
         }
         Loop::Cycle => "cycle",
     };
-    let (phase, usage) = ours.probe().counted(peer.run(scenario, &extra)).await?;
-    let phase = phase?;
-    if let Some(prefix) = phase.kept_prefix.as_deref().filter(|p| !p.is_empty()) {
-        let deleted = ours.delete_prefixed(prefix).await?;
-        progress(&format!("deleted the {deleted} Leases the peer left"));
-    }
-    Ok(Some(Phase {
-        usage: Some(usage),
-        ..phase
-    }))
+    (scenario, extra)
 }
 
 /// Runs the memory phase in a child process (this binary, `memory` mode).
@@ -439,6 +445,17 @@ async fn environment(args: &Args, ours: &Ours) -> Result<Vec<(String, String)>> 
         ("Kubernetes (kube-apiserver)".to_owned(), kubernetes),
     ];
     about.extend(args.about.iter().cloned());
+    if args.clientgo.is_some() {
+        about.push((
+            "client-go columns".to_owned(),
+            "client-go JSON: rest.Config ContentType application/json, AcceptContentTypes \
+             application/json; client-go protobuf: ContentType \
+             application/vnd.kubernetes.protobuf, AcceptContentTypes \
+             application/vnd.kubernetes.protobuf,application/json (as kube-controller-manager \
+             and kube-scheduler); run one after the other, after ours"
+                .to_owned(),
+        ));
+    }
     about.push((
         "Settings".to_owned(),
         format!(

@@ -138,14 +138,15 @@ pub fn round3(value: f64) -> f64 {
 pub struct Usage {
     /// Lease requests (`apiserver_request_total`).
     pub requests: i64,
-    /// Time the API server spent on them (`apiserver_request_duration_seconds`).
+    /// Time the API server spent on them (`apiserver_request_duration_seconds`),
+    /// watches left out: their time is how long they stayed open.
     pub server_secs: f64,
     /// Time the API server waited on etcd for Leases (`etcd_request_duration_seconds`).
     pub etcd_secs: f64,
     /// etcd's WAL fsyncs and the time they took, when etcd's metrics are known.
     pub fsyncs: Option<(f64, f64)>,
     /// CPU seconds by process: the API server and etcd when their PIDs are
-    /// known, then the client (this process and its finished children).
+    /// known, then the client (`client`: this process, or the peer's).
     pub cpu_secs: Vec<(String, f64)>,
 }
 
@@ -206,21 +207,22 @@ impl Probe {
         let request = http::Request::get("/metrics").body(Vec::new())?;
         let text = tokio::time::timeout(Duration::from_secs(10), self.client.request_text(request))
             .await??;
-        let leases = Some(r#"resource="leases""#);
+        let leases = |labels: &str| labels.contains(r#"resource="leases""#);
+        let no_watch = |labels: &str| leases(labels) && !labels.contains(r#"verb="WATCH""#);
         let fsyncs = match &self.etcd {
             Some(address) => {
                 let text = etcd_metrics(address).await?;
                 let name = "etcd_disk_wal_fsync_duration_seconds";
                 Some((
-                    sum_samples(&text, &format!("{name}_count"), None),
-                    sum_samples(&text, &format!("{name}_sum"), None),
+                    sum_samples(&text, &format!("{name}_count"), |_| true),
+                    sum_samples(&text, &format!("{name}_sum"), |_| true),
                 ))
             }
             None => None,
         };
         Ok(Counters {
             requests: sum_samples(&text, "apiserver_request_total", leases),
-            server_secs: sum_samples(&text, "apiserver_request_duration_seconds_sum", leases),
+            server_secs: sum_samples(&text, "apiserver_request_duration_seconds_sum", no_watch),
             etcd_secs: sum_samples(&text, "etcd_request_duration_seconds_sum", leases),
             fsyncs,
         })
@@ -229,17 +231,15 @@ impl Probe {
     fn cpu_secs(&self) -> Result<Vec<(String, f64)>> {
         let mut cpu_secs = Vec::with_capacity(self.pids.len() + 1);
         for (name, pid) in &self.pids {
-            cpu_secs.push((name.clone(), cpu_secs_of(&pid.to_string(), false)?));
+            cpu_secs.push((name.clone(), cpu_secs_of(&pid.to_string())?));
         }
-        // This process and its finished children: the client-go peer's runs.
-        let client = cpu_secs_of("self", false)? + cpu_secs_of("self", true)?;
-        cpu_secs.push(("client".to_owned(), client));
+        cpu_secs.push(("client".to_owned(), cpu_secs_of("self")?));
         Ok(cpu_secs)
     }
 }
 
-/// The sum of the samples of `name` whose labels contain `label`.
-fn sum_samples(metrics: &str, name: &str, label: Option<&str>) -> f64 {
+/// The sum of the samples of `name` whose labels pass `labels`.
+fn sum_samples(metrics: &str, name: &str, labels: impl Fn(&str) -> bool) -> f64 {
     metrics
         .lines()
         .filter_map(|line| line.strip_prefix(name))
@@ -247,7 +247,7 @@ fn sum_samples(metrics: &str, name: &str, label: Option<&str>) -> f64 {
             Some(labelled) => labelled.rsplit_once('}'),
             None => rest.starts_with(' ').then_some(("", rest)),
         })
-        .filter(|(labels, _)| label.is_none_or(|label| labels.contains(label)))
+        .filter(|(sample, _)| labels(sample))
         .filter_map(|(_, value)| value.split_whitespace().next()?.parse::<f64>().ok())
         .sum()
 }
@@ -273,18 +273,17 @@ async fn etcd_metrics(address: &str) -> Result<String> {
     }
 }
 
-/// User and system CPU seconds of `/proc/<pid>` (its waited-for children
-/// instead when `children`), from its stat file in USER_HZ (100 per second).
-fn cpu_secs_of(pid: &str, children: bool) -> Result<f64> {
+/// User and system CPU seconds of `/proc/<pid>`, from its stat file in
+/// USER_HZ (100 per second).
+fn cpu_secs_of(pid: &str) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, from the state (field 3) on.
     let fields: Vec<&str> = stat
         .rsplit_once(") ")
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let first = if children { 13 } else { 11 };
     let ticks = |i: usize| fields.get(i).and_then(|field| field.parse::<u64>().ok());
-    match (ticks(first), ticks(first + 1)) {
+    match (ticks(11), ticks(12)) {
         (Some(user), Some(system)) => Ok((user + system) as f64 / 100.0),
         _ => Err(format!("unreadable /proc/{pid}/stat").into()),
     }
@@ -304,17 +303,19 @@ mod tests {
             "apiserver_request_total_other{resource=\"leases\"} 50\n",
             "etcd_disk_wal_fsync_duration_seconds_sum 2.5\n",
         );
-        let leases = Some(r#"resource="leases""#);
+        let leases = |labels: &str| labels.contains(r#"resource="leases""#);
         assert_eq!(sum_samples(text, "apiserver_request_total", leases), 10.0);
+        let posts = |labels: &str| leases(labels) && labels.contains(r#"verb="POST""#);
+        assert_eq!(sum_samples(text, "apiserver_request_total", posts), 7.0);
         assert_eq!(
-            sum_samples(text, "etcd_disk_wal_fsync_duration_seconds_sum", None),
+            sum_samples(text, "etcd_disk_wal_fsync_duration_seconds_sum", |_| true),
             2.5
         );
     }
 
     #[test]
     fn this_process_has_spent_cpu() {
-        assert!(cpu_secs_of("self", false).is_ok());
+        assert!(cpu_secs_of("self").is_ok());
     }
 
     #[test]
