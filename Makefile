@@ -1,5 +1,5 @@
 # The commands people use. `make test` and `make demo` need only Rust and Go.
-.PHONY: test demo lint fmt up down status bench reliability reliability-long reliability-ha plugin pods-e2e node-up node-down
+.PHONY: test demo lint fmt up down status bench bench-scale reliability reliability-long reliability-ha plugin pods-e2e node-up node-down
 
 ## Run every test, the real-cluster ones included, on a local control plane
 ## that this command starts and stops.
@@ -33,6 +33,14 @@ status:
 ## BENCHMARKS.md too: make bench ARGS='--markdown BENCHMARKS.md'
 bench:
 	bench/run.sh $(ARGS)
+
+## The scale benchmark (about 20 minutes): 100,000 Leases for release_all,
+## sweep_expired and is_locked, then a scheduler's 10 minutes with the
+## background sweep on, on a local control plane it starts and stops. To
+## update BENCHMARKS.md and its plot too:
+## make bench-scale ARGS='--markdown BENCHMARKS.md --plot bench/scale-lifetime.svg'
+bench-scale:
+	bench/scale.sh $(ARGS)
 
 ## The reliability checks' short form alone (also part of `make test`; needs
 ## Debian's faketime package), on a local control plane it starts and stops.
