@@ -7,6 +7,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use http::StatusCode;
@@ -234,7 +235,7 @@ impl LeaseApi {
         &self,
         verb: &'static str,
         request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<Bytes, Failure> {
         let started = std::time::Instant::now();
         let outcome = self.exchange(request).await;
         let code = outcome
@@ -249,7 +250,7 @@ impl LeaseApi {
     async fn exchange(
         &self,
         request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
-    ) -> Result<(StatusCode, Vec<u8>), Failure> {
+    ) -> Result<(StatusCode, Bytes), Failure> {
         let request =
             request.map_err(|e| Failure::Unexpected(format!("building the request: {e}")))?;
         let exchange = async {
@@ -279,7 +280,7 @@ impl LeaseApi {
                 .await
                 .map_err(Failure::Transport)?;
             if status.is_success() {
-                Ok((status, body.to_vec()))
+                Ok((status, body))
             } else {
                 Err(status_failure(status, &body))
             }

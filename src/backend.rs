@@ -5,21 +5,20 @@
 //! [Requests](crate#requests)). Every answer other than a successful write
 //! (`false`, `is_locked`, `owner`, a foreign Lease) comes from a fresh read.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tracing::Instrument;
 
 use crate::api::{Failure, LeaseApi};
 use crate::bulk::Sweeper;
-use crate::clock::{LocalInstant, ServerTime};
+use crate::clock::ServerTime;
 use crate::config::Config;
 use crate::decision::{self, Step, Write};
 use crate::error::{Error, Operation, Result};
 use crate::input::{check_key_and_owner, check_ttl};
 use crate::known::Known;
 use crate::lease::{Found, Lease, Marks, Record};
-use crate::metrics::Metrics;
+use crate::metrics::{Held, Metrics};
 use crate::naming::Lock;
 use crate::new_keys::NewKeys;
 
@@ -40,9 +39,8 @@ pub(crate) struct Inner {
     pub known: Mutex<Known>,
     pub sweeper: Sweeper,
     pub metrics: Metrics,
-    /// The locks this backend's last writes hold, with their local end:
-    /// for the `held` metric.
-    pub held: Mutex<HashMap<String, LocalInstant>>,
+    /// For the `held` metric.
+    pub held: Mutex<Held>,
     pub new_keys: NewKeys,
 }
 

@@ -54,10 +54,24 @@ pub struct Metadata {
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
-    /// Fields the lock does not read (`managedFields`, `ownerReferences`,
-    /// `finalizers`, …), kept for a replacement.
+    /// Not kept: a replacement resets it (see [`Marks::replacement`]), and
+    /// it is most of a Lease's size in memory.
+    #[serde(
+        default,
+        rename = "managedFields",
+        skip_serializing,
+        deserialize_with = "skip"
+    )]
+    pub managed_fields: (),
+    /// Fields the lock does not read (`ownerReferences`, `finalizers`, …),
+    /// kept for a replacement.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+}
+
+/// Reads a value and drops it.
+fn skip<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(drop)
 }
 
 /// `LeaseSpec`; times stay strings until [`parse_time`] reads them.

@@ -2,6 +2,7 @@
 //! crate docs); without the feature, or without a registry, every record
 //! here does nothing.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::backend::KubeLeaseLockBackend;
@@ -133,6 +134,12 @@ mod enabled {
             }
         }
 
+        /// Whether a registry is registered: the held-lock tally is kept
+        /// only then.
+        pub fn enabled(&self) -> bool {
+            self.0.is_some()
+        }
+
         pub fn set_held(&self, held: usize) {
             if let Some(m) = &self.0 {
                 m.held.set(i64::try_from(held).unwrap_or(i64::MAX));
@@ -160,6 +167,9 @@ mod disabled {
         pub fn operation(&self, _: Operation, _: &'static str) {}
         pub fn request(&self, _: &'static str, _: &str, _: f64) {}
         pub fn conflict(&self) {}
+        pub fn enabled(&self) -> bool {
+            false
+        }
         pub fn set_held(&self, _: usize) {}
         pub fn swept(&self, _: u64) {}
     }
@@ -188,6 +198,9 @@ impl KubeLeaseLockBackend {
 
     /// Notes what a write left of the lock, for the `held` metric.
     pub(crate) fn note_held(&self, lock: &Lock<'_>, found: &Found) {
+        if !self.inner.metrics.enabled() {
+            return;
+        }
         let Ok(mut held) = self.inner.held.lock() else {
             return;
         };
@@ -198,14 +211,36 @@ impl KubeLeaseLockBackend {
                     .duration_secs
                     .and_then(|secs| u64::try_from(secs).ok());
                 let until = now.saturating_add(Duration::from_secs(ttl.unwrap_or(0)));
-                held.insert(lock.name.clone(), until);
+                held.until.insert(lock.name.clone(), until);
             }
             _ => {
-                held.remove(&lock.name);
+                held.until.remove(&lock.name);
             }
         }
-        held.retain(|_, until| *until > now);
-        self.inner.metrics.set_held(held.len());
+        held.prune(now);
+        self.inner.metrics.set_held(held.until.len());
+    }
+}
+
+/// The locks this backend's last writes hold, with their local end.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    until: HashMap<String, LocalInstant>,
+    pruned: Option<LocalInstant>,
+}
+
+impl Held {
+    /// Forgets the locks whose TTL has run out, at most once a second: a
+    /// backend holding many locks would otherwise pay for all of them on
+    /// every write.
+    fn prune(&mut self, now: LocalInstant) {
+        let due = self
+            .pruned
+            .is_none_or(|at| now.saturating_since(at) >= Duration::from_secs(1));
+        if due {
+            self.until.retain(|_, until| *until > now);
+            self.pruned = Some(now);
+        }
     }
 }
 

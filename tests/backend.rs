@@ -710,7 +710,10 @@ async fn unknown_locks_are_created_blind_only_while_that_pays() {
     assert!(!after.is_locked("warm-up").await.expect("is_locked"));
     let start = counts.get("POST") + counts.reads() + counts.get("PUT");
     for key in &keys {
-        assert!(after.try_acquire(key, "alice", 60).await.expect("take back"));
+        assert!(after
+            .try_acquire(key, "alice", 60)
+            .await
+            .expect("take back"));
     }
     let blind = counts.get("POST");
     let requests = counts.get("POST") + counts.reads() + counts.get("PUT") - start;
@@ -724,6 +727,13 @@ async fn unknown_locks_are_created_blind_only_while_that_pays() {
         assert!(after.try_acquire(&key, "alice", 60).await.expect("fresh"));
     }
     let reads_before = counts.reads();
-    assert!(after.try_acquire("fresh-last", "alice", 60).await.expect("fresh"));
-    assert_eq!(counts.reads(), reads_before, "a fresh key is one create again");
+    assert!(after
+        .try_acquire("fresh-last", "alice", 60)
+        .await
+        .expect("fresh"));
+    assert_eq!(
+        counts.reads(),
+        reads_before,
+        "a fresh key is one create again"
+    );
 }
