@@ -13,8 +13,12 @@ use crate::measure::{round3, Phase, Probe, Result, Stats};
 
 /// Requests in flight while setting up and cleaning up.
 const SETUP_CONCURRENCY: usize = 32;
-/// Lease duration of the other owner in the expired-key phases.
-const EXPIRED_TTL_SECS: u64 = 1;
+/// Lease duration of the other owner in the expired-key phases, for `n`
+/// keys of each kind: long enough to take all of them and to read the
+/// `seen` ones (about 1,000 a second each) before the first expires.
+fn expired_ttl_secs(n: usize) -> u64 {
+    2 + u64::try_from(n / 200).unwrap_or(u64::MAX)
+}
 /// Wait past that duration: covers both backends' uncertainty about the
 /// server's clock (at most about a second each).
 const EXPIRED_MARGIN: Duration = Duration::from_millis(2500);
@@ -209,8 +213,9 @@ impl Ours {
         let unseen = self.keys(Op::AcquireExpiredUnseen.scenario(), n);
         let seen = self.keys(Op::AcquireExpiredSeen.scenario(), n);
         let all: Vec<String> = unseen.iter().chain(&seen).cloned().collect();
-        acquire_all(&self.other, &all, &other_owner, EXPIRED_TTL_SECS).await?;
-        let expired_at = Instant::now() + Duration::from_secs(EXPIRED_TTL_SECS) + EXPIRED_MARGIN;
+        let ttl = expired_ttl_secs(n);
+        acquire_all(&self.other, &all, &other_owner, ttl).await?;
+        let expired_at = Instant::now() + Duration::from_secs(ttl) + EXPIRED_MARGIN;
         // A backend that has never seen the `unseen` keys.
         let unseen_backend = backend(self.client.clone(), &self.namespace)?;
         unseen_backend.is_locked("lease-bench-warm-up").await?;
