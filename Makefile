@@ -30,11 +30,11 @@ status:
 
 ## The lock benchmark against client-go's LeaseLock, on a local control plane
 ## that this command starts and stops; tables on stdout. To update
-## BENCHMARKS.md too: make bench ARGS='--markdown BENCHMARKS.md'
+## BENCHMARKS.md too, as it was made: make bench ARGS='--iterations 1000 --markdown BENCHMARKS.md'
 bench:
 	bench/run.sh $(ARGS)
 
-## The scale benchmark (about 20 minutes): 100,000 Leases for release_all,
+## The scale benchmark (about 15 minutes): 100,000 Leases for release_all,
 ## sweep_expired and is_locked, then a scheduler's 10 minutes with the
 ## background sweep on, on a local control plane it starts and stops. To
 ## update BENCHMARKS.md and its plot too:
