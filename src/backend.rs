@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tracing::Instrument;
 
-use crate::api::{Failure, LeaseApi};
+use crate::api::LeaseApi;
 use crate::bulk::Sweeper;
 use crate::clock::ServerTime;
 use crate::config::Config;
@@ -281,9 +281,10 @@ impl KubeLeaseLockBackend {
                 .map(|()| None),
         };
         if matches!(write, Write::Create(_)) {
-            let existed = outcome.as_ref().err().and_then(Failure::code) == Some(409);
-            if outcome.is_ok() || existed {
-                self.inner.new_keys.record(outcome.is_ok());
+            match &outcome {
+                Ok(_) => self.inner.new_keys.record(true),
+                Err(failure) if failure.code() == Some(409) => self.inner.new_keys.record(false),
+                Err(_) => {}
             }
         }
         match outcome {
