@@ -8,8 +8,9 @@ mod peer;
 mod report;
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use celers_kube_lease_bench::cli::{parse_pair, parse_positive, run_id};
 use clap::Parser;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -106,37 +107,11 @@ struct Args {
     run: String,
 }
 
-fn parse_positive(text: &str) -> std::result::Result<usize, String> {
-    match text.parse() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{text:?} is not a positive number")),
-    }
-}
-
 fn parse_secs(text: &str) -> std::result::Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number"))?;
     Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
-}
-
-fn parse_pair<T: std::str::FromStr>(text: &str) -> std::result::Result<(String, T), String> {
-    let (name, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
-    let value = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a valid value"))?;
-    Ok((name.to_owned(), value))
-}
-
-/// A short id that keeps this run's Lease names apart from other runs'.
-fn run_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.subsec_nanos())
-        .unwrap_or_default();
-    format!("{:x}", nanos ^ std::process::id().rotate_left(16))
 }
 
 #[tokio::main]

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+use celers_kube_lease_bench::metrics::{etcd_metrics, sum_samples};
+use celers_kube_lease_bench::procfs;
+pub use celers_kube_lease_bench::Result;
 
 /// One measured phase: the fields of the client-go peer's JSON line, and
 /// what the server side spent when known.
@@ -231,92 +233,16 @@ impl Probe {
     fn cpu_secs(&self) -> Result<Vec<(String, f64)>> {
         let mut cpu_secs = Vec::with_capacity(self.pids.len() + 1);
         for (name, pid) in &self.pids {
-            cpu_secs.push((name.clone(), cpu_secs_of(&pid.to_string())?));
+            cpu_secs.push((name.clone(), procfs::cpu_secs(&pid.to_string())?));
         }
-        cpu_secs.push(("client".to_owned(), cpu_secs_of("self")?));
+        cpu_secs.push(("client".to_owned(), procfs::cpu_secs("self")?));
         Ok(cpu_secs)
-    }
-}
-
-/// The sum of the samples of `name` whose labels pass `labels`.
-fn sum_samples(metrics: &str, name: &str, labels: impl Fn(&str) -> bool) -> f64 {
-    metrics
-        .lines()
-        .filter_map(|line| line.strip_prefix(name))
-        .filter_map(|rest| match rest.strip_prefix('{') {
-            Some(labelled) => labelled.rsplit_once('}'),
-            None => rest.starts_with(' ').then_some(("", rest)),
-        })
-        .filter(|(sample, _)| labels(sample))
-        .filter_map(|(_, value)| value.split_whitespace().next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// etcd's `/metrics` over plain HTTP (it listens on the loopback only).
-async fn etcd_metrics(address: &str) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await?;
-        stream
-            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .await?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await?;
-        Ok::<_, std::io::Error>(response)
-    };
-    let response = tokio::time::timeout(Duration::from_secs(10), exchange).await??;
-    match response.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200 ") => {
-            Ok(body.to_owned())
-        }
-        _ => Err(format!("etcd at {address} did not answer /metrics").into()),
-    }
-}
-
-/// User and system CPU seconds of `/proc/<pid>`, from its stat file in
-/// USER_HZ (100 per second).
-fn cpu_secs_of(pid: &str) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, from the state (field 3) on.
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|field| field.parse::<u64>().ok());
-    match (ticks(11), ticks(12)) {
-        (Some(user), Some(system)) => Ok((user + system) as f64 / 100.0),
-        _ => Err(format!("unreadable /proc/{pid}/stat").into()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn samples_are_summed() {
-        let text = concat!(
-            "# TYPE apiserver_request_total counter\n",
-            "apiserver_request_total{code=\"201\",resource=\"leases\",verb=\"POST\"} 7\n",
-            "apiserver_request_total{code=\"200\",resource=\"leases\",verb=\"GET\"} 3 1700000000\n",
-            "apiserver_request_total{code=\"200\",resource=\"pods\",verb=\"GET\"} 100\n",
-            "apiserver_request_total_other{resource=\"leases\"} 50\n",
-            "etcd_disk_wal_fsync_duration_seconds_sum 2.5\n",
-        );
-        let leases = |labels: &str| labels.contains(r#"resource="leases""#);
-        assert_eq!(sum_samples(text, "apiserver_request_total", leases), 10.0);
-        let posts = |labels: &str| leases(labels) && labels.contains(r#"verb="POST""#);
-        assert_eq!(sum_samples(text, "apiserver_request_total", posts), 7.0);
-        assert_eq!(
-            sum_samples(text, "etcd_disk_wal_fsync_duration_seconds_sum", |_| true),
-            2.5
-        );
-    }
-
-    #[test]
-    fn this_process_has_spent_cpu() {
-        assert!(cpu_secs_of("self").is_ok());
-    }
 
     #[test]
     fn percentiles_use_the_nearest_rank() {

@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use celers_kube_lease_bench::markdown::write_between;
+
 use crate::measure::{Phase, Result};
 use crate::ours::Memory;
 use crate::peer::{ContentType, Peers};
@@ -227,29 +229,9 @@ impl Report {
     }
 
     /// Writes the tables into `path` between the markers, keeping the rest
-    /// of the file; a file without markers gets them appended.
+    /// of the file.
     pub fn write_into(&self, path: &Path) -> Result<()> {
-        let old = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(error) => return Err(error.into()),
-        };
-        std::fs::write(path, splice(&old, &self.markdown()))?;
-        Ok(())
-    }
-}
-
-/// `old` with the text between the markers replaced by `tables`.
-fn splice(old: &str, tables: &str) -> String {
-    let block = format!("{BEGIN}\n{tables}{END}\n");
-    match (old.find(BEGIN), old.find(END)) {
-        (Some(begin), Some(end)) if begin < end => {
-            let rest = old[end + END.len()..].trim_start_matches('\n');
-            let gap = if rest.is_empty() { "" } else { "\n" };
-            format!("{}{block}{gap}{rest}", &old[..begin])
-        }
-        _ if old.is_empty() => format!("# Benchmarks\n\n{block}"),
-        _ => format!("{}\n\n{block}", old.trim_end()),
+        write_between(path, BEGIN, END, "# Benchmarks\n\n", &self.markdown())
     }
 }
 
@@ -488,33 +470,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_text_between_the_markers_is_replaced() {
-        let old = format!("# Title\n\n{BEGIN}\nold tables\n{END}\n\n## Analysis\n");
-        let new = splice(&old, "new tables\n");
-        assert_eq!(
-            new,
-            format!("# Title\n\n{BEGIN}\nnew tables\n{END}\n\n## Analysis\n")
-        );
-        assert_eq!(splice(&new, "new tables\n"), new);
-    }
-
-    #[test]
     fn a_ratio_above_its_goal_as_shown_is_marked() {
         assert_eq!(against_goal(0.81, 1.0, 0.8), "0.81× ✗");
         assert_eq!(against_goal(0.804, 1.0, 0.8), "0.80×");
         assert_eq!(against_goal(1.0, 1.0, 1.0), "1.00×");
         assert_eq!(against_goal(1.0, 0.0, 1.0), "–");
-    }
-
-    #[test]
-    fn files_without_markers_get_them_appended() {
-        assert_eq!(
-            splice("", "t\n"),
-            format!("# Benchmarks\n\n{BEGIN}\nt\n{END}\n")
-        );
-        assert_eq!(
-            splice("# Notes\n", "t\n"),
-            format!("# Notes\n\n{BEGIN}\nt\n{END}\n")
-        );
     }
 }

@@ -2,30 +2,12 @@
 //! so that it keeps building and running. Checked: completion, the tables'
 //! shape, and that the counts add up; never timing.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The cell in the column headed `column` of the row whose first cells are
-/// `first`, in the first Markdown table that has both.
-fn cell(output: &str, first: &[&str], column: &str) -> Option<String> {
-    let cells = |line: &str| -> Vec<String> {
-        let line = line.trim().trim_matches('|');
-        line.split('|').map(|cell| cell.trim().to_owned()).collect()
-    };
-    let lines: Vec<&str> = output.lines().collect();
-    lines
-        .split(|line| !line.starts_with('|'))
-        .filter_map(|table| {
-            let (header, rows) = table.split_first()?;
-            let index = cells(header).iter().position(|cell| cell == column)?;
-            let row = rows
-                .iter()
-                .map(|row| cells(row))
-                .find(|row| row.iter().zip(first).all(|(cell, want)| cell == want))?;
-            row.get(index).cloned()
-        })
-        .next()
-}
+use common::cell_of as cell;
 
 /// The value of the two-column summary row named `name`.
 fn summary(output: &str, name: &str) -> Option<String> {

@@ -20,15 +20,16 @@ mod setup;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
+use celers_kube_lease_bench::cli::{parse_pair, parse_positive, run_id};
 use clap::{Parser, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use report::{thousands, Report};
 use setup::Plan;
 
-pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub use celers_kube_lease_bench::Result;
 
 /// The sizes, the defaults: the estimate of a full run scales
 /// this run's times to them.
@@ -203,13 +204,6 @@ impl ChildKind {
     }
 }
 
-fn parse_positive(text: &str) -> std::result::Result<usize, String> {
-    match text.parse() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{text:?} is not a positive number")),
-    }
-}
-
 fn parse_secs(text: &str) -> std::result::Result<Duration, String> {
     let secs: f64 = text
         .parse()
@@ -219,25 +213,6 @@ fn parse_secs(text: &str) -> std::result::Result<Duration, String> {
         Ok(_) => Err("must be more than 0".to_owned()),
         Err(error) => Err(error.to_string()),
     }
-}
-
-fn parse_pair<T: std::str::FromStr>(text: &str) -> std::result::Result<(String, T), String> {
-    let (name, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
-    let value = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a valid value"))?;
-    Ok((name.to_owned(), value))
-}
-
-/// A short id that keeps this run's keys and owners apart from other runs'.
-fn run_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.subsec_nanos())
-        .unwrap_or_default();
-    format!("{:x}", nanos ^ std::process::id().rotate_left(16))
 }
 
 pub fn progress(what: &str) {

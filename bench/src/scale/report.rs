@@ -4,6 +4,8 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use celers_kube_lease_bench::markdown::write_between;
+
 use crate::bulk::{Bulk, Row};
 use crate::lifetime::Lifetime;
 use crate::setup;
@@ -37,30 +39,10 @@ impl Report<'_> {
         out
     }
 
-    /// Puts the tables between the markers in `path` (appended with the
-    /// markers if it has none, or created).
+    /// Puts the tables between the markers in `path`, keeping the rest of
+    /// the file.
     pub fn write_into(&self, path: &Path) -> Result<()> {
-        let old = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(error) => return Err(error.into()),
-        };
-        std::fs::write(path, splice(&old, &self.markdown()))?;
-        Ok(())
-    }
-}
-
-/// `old` with the text between the markers replaced by `tables`.
-fn splice(old: &str, tables: &str) -> String {
-    let block = format!("{BEGIN}\n{tables}{END}\n");
-    match (old.find(BEGIN), old.find(END)) {
-        (Some(begin), Some(end)) if begin < end => {
-            let rest = old[end + END.len()..].trim_start_matches('\n');
-            let gap = if rest.is_empty() { "" } else { "\n" };
-            format!("{}{block}{gap}{rest}", &old[..begin])
-        }
-        _ if old.is_empty() => block,
-        _ => format!("{}\n\n{block}", old.trim_end()),
+        write_between(path, BEGIN, END, "", &self.markdown())
     }
 }
 
@@ -520,20 +502,5 @@ mod tests {
         assert_eq!(thousands(1_000), "1,000");
         assert_eq!(thousands(100_000), "100,000");
         assert_eq!(thousands(1_234_567), "1,234,567");
-    }
-
-    #[test]
-    fn tables_go_between_the_markers() {
-        let old = format!("# B\n\nintro\n\n{BEGIN}\nold\n{END}\n\n## After\n");
-        let new = splice(&old, "new\n");
-        assert_eq!(
-            new,
-            format!("# B\n\nintro\n\n{BEGIN}\nnew\n{END}\n\n## After\n")
-        );
-        assert_eq!(splice("", "t\n"), format!("{BEGIN}\nt\n{END}\n"));
-        assert_eq!(
-            splice("# B\n", "t\n"),
-            format!("# B\n\n{BEGIN}\nt\n{END}\n")
-        );
     }
 }
