@@ -186,8 +186,8 @@ impl Marks {
     /// `resource_version`. Every field the lock does not set is kept.
     ///
     /// `managedFields` is reset (`[{}]`): the API server then stops tracking
-    /// field ownership on the Lease, which is a third of its CPU time per
-    /// update (see BENCHMARKS.md). Nobody applies these Leases, and the
+    /// field ownership on the Lease, a quarter to a third of its CPU time
+    /// per update (see BENCHMARKS.md). Nobody applies these Leases, and the
     /// holder is in `spec.holderIdentity` anyway.
     pub fn replacement(&self, base: &Lease, resource_version: &str, holding: &Holding) -> Lease {
         let mut lease = base.clone();
