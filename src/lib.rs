@@ -100,8 +100,19 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+// The modules, bottom up; none imports one above it, and
+// hack/import-cycles.sh checks that no two import each other in a circle:
+// - leaves: error, clock, naming, fencing, new_keys; input and config (the
+//   validated settings) check arguments and settings into errors;
+// - the wire types: lease;
+// - the pure core: decision;
+// - I/O and what the backend keeps: metrics, api, known, sweeper;
+// - the backend (backend) and its operations (bulk, guard, wait, inspect,
+//   celers), whose `impl KubeLeaseLockBackend` blocks are split by file;
+// - the builder: builder.
 mod api;
 mod backend;
+mod builder;
 mod bulk;
 mod celers;
 mod clock;
@@ -117,10 +128,12 @@ mod lease;
 mod metrics;
 mod naming;
 mod new_keys;
+mod sweeper;
 mod wait;
 
 pub use backend::KubeLeaseLockBackend;
-pub use config::{KubeLeaseLockBackendBuilder, DEFAULT_FIELD_MANAGER, DEFAULT_LABEL_PREFIX};
+pub use builder::KubeLeaseLockBackendBuilder;
+pub use config::{DEFAULT_FIELD_MANAGER, DEFAULT_LABEL_PREFIX};
 pub use error::{Error, Operation, Result, Target};
 pub use fencing::FencingToken;
 pub use guard::LockGuard;
