@@ -13,8 +13,9 @@ use std::time::Duration;
 use celers_kube_lease_testkit::ControlPlane;
 
 use crate::cluster::{self, Connect};
+use crate::outcome::Outcome;
 use crate::paused::{self, PausedTrials};
-use crate::scenario::{self, Contention, Fault, Outcome};
+use crate::scenario::{self, Contention, Fault};
 use crate::table::{markdown, per_op};
 use crate::Result;
 

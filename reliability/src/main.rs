@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 
 use celers_kube_lease_reliability::cluster::{self, Connect};
 use celers_kube_lease_reliability::contender::{self, Mode, Plan};
-use celers_kube_lease_reliability::{fencing, ha, scenario, Result};
+use celers_kube_lease_reliability::{fencing, ha, long_form, Result};
 
 #[derive(Parser)]
 #[command(about = "Correctness checks of celers-kube-lease")]
@@ -213,7 +213,7 @@ async fn run_contender(target: &Target, plan: &Plan) -> Result<()> {
 
 async fn run_long(duration: Duration, seed: u64) -> Result<()> {
     let exe = std::env::current_exe()?;
-    let report = scenario::long_form(&exe, duration, seed).await?;
+    let report = long_form::run(&exe, duration, seed).await?;
     println!("{report}");
     if report.clean() {
         Ok(())

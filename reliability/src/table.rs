@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::bad_input::Case;
 use crate::checker::Figures;
 use crate::foreign::Foreign;
-use crate::scenario::Outcome;
+use crate::outcome::Outcome;
 use crate::takeover::{self, Trial};
 
 /// Everything the long form found.

@@ -8,9 +8,9 @@ use std::time::Duration;
 use crate::checker::{self, Figures};
 use crate::contender::{Mode, Plan};
 use crate::mono::mono_ns;
+use crate::outcome::{check_child, check_killed_child, clean_up, Outcome};
 use crate::process::{self, Spawn};
 use crate::record::{Line, Op, Outcome as Answer};
-use crate::scenario::{self, Outcome};
 use crate::Result;
 
 /// TTL of the killed holder's lock, in seconds.
@@ -146,12 +146,12 @@ pub async fn killed_holder(
     let taker = taker.finish(Duration::from_secs(10)).await?;
 
     let mut outcome = Outcome::default();
-    scenario::check_killed_child(&holder, holder_skew.as_deref(), &mut outcome);
-    scenario::check_child(&taker, taker_skew.as_deref(), &mut outcome);
+    check_killed_child(&holder, holder_skew.as_deref(), &mut outcome);
+    check_child(&taker, taker_skew.as_deref(), &mut outcome);
     let mut lines = holder.lines;
     lines.extend(taker.lines);
     outcome.figures = checker::check(&lines);
-    scenario::clean_up(
+    clean_up(
         kubeconfig,
         namespace,
         &[holder_name.clone(), taker_name],
