@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 
 use celers_kube_lease_bench::cli::{parse_pair, parse_positive, run_id};
 use clap::Parser;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use measure::Result;
 use ours::{Loop, Op, Ours};
@@ -128,13 +127,8 @@ async fn main() {
     }
 }
 
-async fn kube_config(args: &Args) -> Result<kube::Config> {
-    let kubeconfig = Kubeconfig::read_from(&args.kubeconfig)?;
-    Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
-}
-
 async fn memory_child(args: &Args) -> Result<()> {
-    let config = kube_config(args).await?;
+    let config = celers_kube_lease_testkit::config_from(&args.kubeconfig).await?;
     let memory = ours::memory(
         config,
         &args.namespace,
@@ -152,7 +146,7 @@ fn progress(what: &str) {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let config = kube_config(&args).await?;
+    let config = celers_kube_lease_testkit::config_from(&args.kubeconfig).await?;
     let ours = Ours::new(
         config,
         &args.namespace,

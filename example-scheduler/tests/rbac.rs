@@ -14,7 +14,6 @@ use celers_kube_lease::{Error, KubeLeaseLockBackend};
 use celers_kube_lease_testkit::{cluster, repo_root, Cluster};
 use common::{duplicates, executed, Replicas};
 use k8s_openapi::api::core::v1::Secret;
-use kube::config::Kubeconfig;
 use kube::Api;
 
 const NAMESPACE: &str = "celers-beat";
@@ -145,14 +144,7 @@ struct TokenKubeconfig(PathBuf);
 
 impl TokenKubeconfig {
     fn write(cluster: &Cluster, token: &str) -> Self {
-        let mut kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig).expect("kubeconfig");
-        for auth in &mut kubeconfig.auth_infos {
-            if let Some(info) = auth.auth_info.as_mut() {
-                info.client_certificate_data = None;
-                info.client_key_data = None;
-                info.token = Some(token.to_owned().into());
-            }
-        }
+        let kubeconfig = cluster.kubeconfig_with_token(token);
         let path = std::env::temp_dir().join(format!("{}.kubeconfig", unique("celers-rbac")));
         let mut file = std::fs::OpenOptions::new()
             .write(true)

@@ -10,7 +10,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::client::retry::RetryPolicy;
 use kube::client::ConfigExt;
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::Kubeconfig;
 use kube::{Client, Config};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
@@ -49,9 +49,7 @@ pub fn server_addr(path: &Path) -> Result<SocketAddr> {
 
 /// A new client with its own connections.
 pub async fn client(path: &Path, connect: &Connect) -> Result<Client> {
-    let kubeconfig = Kubeconfig::read_from(path)?;
-    let mut config =
-        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let mut config = celers_kube_lease_testkit::config_from(path).await?;
     if let Some(port) = connect.server_port {
         config.cluster_url = format!("https://127.0.0.1:{port}").parse()?;
     }

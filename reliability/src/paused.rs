@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use celers_kube_lease::KubeLeaseLockBackend;
 use celers_kube_lease_scheduler::runs::{summarize, Event};
+use celers_kube_lease_testkit::scheduler_replica;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::time::{sleep, Instant};
 
 use crate::cluster::{self, Connect};
@@ -69,23 +70,11 @@ impl Replica {
         index: usize,
         log: &Log,
     ) -> Result<Self> {
-        let mut command = Command::new(exe);
+        let mut command = scheduler_replica(exe, kubeconfig, namespace, owner);
         command
             .args(ARGS)
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", owner)
-            .env("POD_NAMESPACE", namespace)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("SCHEDULER_INTERVAL_SECS")
-            .env_remove("SCHEDULER_TTL_SECS")
-            .env_remove("SCHEDULER_TASKS")
-            .env_remove("SCHEDULER_RUN_FOR_SECS")
-            .env_remove("SCHEDULER_TEST_STOP_BEFORE_LOCK")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
+            .stderr(Stdio::null());
         if let Some(round) = stop_at {
             command.env("SCHEDULER_TEST_STOP_BEFORE_LOCK", round);
         }
@@ -106,14 +95,7 @@ impl Replica {
     }
 
     fn signal(&self, signal: &str) -> Result<()> {
-        let pid = self.child.id().ok_or("the replica has exited")?;
-        let status = std::process::Command::new("kill")
-            .args([format!("-{signal}"), pid.to_string()])
-            .status()?;
-        if !status.success() {
-            return Err(format!("kill -{signal} {pid} failed").into());
-        }
-        Ok(())
+        celers_kube_lease_testkit::signal(&self.child, signal)
     }
 }
 

@@ -6,10 +6,13 @@
 //! [`cluster`], which panics, failing the test, when that variable is
 //! missing: cluster tests never skip silently. Fault tests that kill the API
 //! server start a [`ControlPlane`] of their own.
+//!
+//! Every binary and test of the workspace that is given a kubeconfig builds
+//! its client with [`client_from`] (or [`config_from`], to build several).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -22,6 +25,38 @@ use kube::{Client, Config};
 
 /// Environment variable holding the shared control plane's kubeconfig path.
 pub const KUBECONFIG_ENV: &str = "CELERS_TEST_KUBECONFIG";
+
+/// What the kubeconfig helpers fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client settings of the kubeconfig at `path` (its current context).
+///
+/// # Errors
+///
+/// When the file cannot be read or does not make a client configuration.
+pub async fn config_from(path: &Path) -> Result<Config, BoxError> {
+    config_of(Kubeconfig::read_from(path)?).await
+}
+
+/// The client settings of `kubeconfig` (its current context).
+///
+/// # Errors
+///
+/// When it does not make a client configuration.
+pub async fn config_of(kubeconfig: Kubeconfig) -> Result<Config, BoxError> {
+    Ok(Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
+}
+
+/// A new client, with its own connections, from the kubeconfig at `path`:
+/// how every binary and test of the workspace that is given a kubeconfig
+/// builds its client.
+///
+/// # Errors
+///
+/// As for [`config_from`], and when the client cannot be built.
+pub async fn client_from(path: &Path) -> Result<Client, BoxError> {
+    Ok(Client::try_from(config_from(path).await?)?)
+}
 
 /// The repository's top directory.
 pub fn repo_root() -> PathBuf {
@@ -69,12 +104,13 @@ pub fn cluster() -> Cluster {
 impl Cluster {
     /// A new client with its own connection pool.
     pub async fn client(&self) -> Client {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
-        self.client_from(kubeconfig).await
+        client_from(&self.kubeconfig)
+            .await
+            .expect("a client from the kubeconfig")
     }
 
-    /// A client that authenticates with `token` instead of the admin cert.
-    pub async fn client_with_token(&self, token: &str) -> Client {
+    /// The kubeconfig with `token` in place of the admin certificate.
+    pub fn kubeconfig_with_token(&self, token: &str) -> Kubeconfig {
         let mut kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
         for auth in &mut kubeconfig.auth_infos {
             if let Some(info) = auth.auth_info.as_mut() {
@@ -83,13 +119,20 @@ impl Cluster {
                 info.token = Some(token.to_owned().into());
             }
         }
-        self.client_from(kubeconfig).await
+        kubeconfig
+    }
+
+    /// A client that authenticates with `token` instead of the admin cert.
+    pub async fn client_with_token(&self, token: &str) -> Client {
+        let config = config_of(self.kubeconfig_with_token(token))
+            .await
+            .expect("valid kubeconfig");
+        Client::try_from(config).expect("client")
     }
 
     /// A new client that counts the requests it sends.
     pub async fn counting_client(&self) -> (Client, RequestCounts) {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("readable kubeconfig");
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        let config = config_from(&self.kubeconfig)
             .await
             .expect("valid kubeconfig");
         let counts = RequestCounts::default();
@@ -105,13 +148,6 @@ impl Cluster {
             .with_layer(&layer)
             .build();
         (client, counts)
-    }
-
-    async fn client_from(&self, kubeconfig: Kubeconfig) -> Client {
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("valid kubeconfig");
-        Client::try_from(config).expect("client")
     }
 
     /// Creates a namespace with a unique name starting with `prefix`.
@@ -372,4 +408,52 @@ fn run_script_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
+}
+
+/// The command of one replica of the example scheduler (the binary `exe`,
+/// `celers-kube-lease-scheduler`) as `owner` in `namespace` on the control
+/// plane of `kubeconfig`, as example-scheduler's tests and the reliability
+/// checks start it: logging at info without colours, no metrics port
+/// (replicas share a host; set `METRICS_PORT` to have one), none of the
+/// scheduler's settings or test faults inherited from this process's
+/// environment, no stdin, killed when dropped. Add the arguments, any
+/// other environment, and where its output goes.
+pub fn scheduler_replica(
+    exe: &Path,
+    kubeconfig: &Path,
+    namespace: &str,
+    owner: &str,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .env("METRICS_PORT", "0")
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", owner)
+        .env("POD_NAMESPACE", namespace)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("SCHEDULER_INTERVAL_SECS")
+        .env_remove("SCHEDULER_TTL_SECS")
+        .env_remove("SCHEDULER_TASKS")
+        .env_remove("SCHEDULER_RUN_FOR_SECS")
+        .env_remove("SCHEDULER_TEST_STOP_BEFORE_LOCK")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Sends `signal` (such as `TERM`, `KILL`, `STOP`) to `child` with kill(1).
+///
+/// # Errors
+///
+/// When the child has exited, or kill fails.
+pub fn signal(child: &tokio::process::Child, signal: &str) -> Result<(), BoxError> {
+    let pid = child.id().ok_or("the process has exited")?;
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()?;
+    if !status.success() {
+        return Err(format!("kill -{signal} {pid} failed").into());
+    }
+    Ok(())
 }

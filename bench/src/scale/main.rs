@@ -24,7 +24,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use celers_kube_lease_bench::cli::{parse_pair, parse_positive, run_id};
 use clap::{Parser, ValueEnum};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use report::{thousands, Report};
 use setup::Plan;
@@ -229,9 +228,7 @@ pub struct Context {
 
 impl Context {
     async fn new(args: Args) -> Result<Self> {
-        let kubeconfig = Kubeconfig::read_from(&args.kubeconfig)?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        let config = celers_kube_lease_testkit::config_from(&args.kubeconfig).await?;
         let client = kube::Client::try_from(config.clone())?;
         Ok(Self {
             args,

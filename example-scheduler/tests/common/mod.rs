@@ -8,8 +8,9 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use celers_kube_lease_scheduler::runs::{summarize, Event};
+use celers_kube_lease_testkit::scheduler_replica;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::mpsc;
 
 /// One log line of replica `replica`, and when it was read.
@@ -77,24 +78,12 @@ impl Replicas {
         env: &[(&str, &str)],
     ) -> usize {
         let replica = self.children.len();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_celers-kube-lease-scheduler"))
+        let exe = Path::new(env!("CARGO_BIN_EXE_celers-kube-lease-scheduler"));
+        let mut child = scheduler_replica(exe, kubeconfig, namespace, owner)
             .args(args)
-            // No metrics port unless a test asks for one: replicas share a host.
-            .env("METRICS_PORT", "0")
             .envs(env.iter().copied())
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", owner)
-            .env("POD_NAMESPACE", namespace)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("SCHEDULER_INTERVAL_SECS")
-            .env_remove("SCHEDULER_TTL_SECS")
-            .env_remove("SCHEDULER_TASKS")
-            .env_remove("SCHEDULER_RUN_FOR_SECS")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("start the scheduler");
         self.forward(replica, child.stdout.take().expect("stdout"));
@@ -141,12 +130,9 @@ impl Replicas {
 
     /// Sends `signal` (such as "TERM" or "KILL") to a replica.
     pub fn signal(&self, replica: usize, signal: &str) {
-        let pid = self.children[replica].id().expect("the replica is running");
-        let status = std::process::Command::new("kill")
-            .args([format!("-{signal}"), pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {pid}");
+        if let Err(error) = celers_kube_lease_testkit::signal(&self.children[replica], signal) {
+            panic!("signalling replica {replica}: {error}");
+        }
     }
 
     /// Waits at most `limit` for a replica to exit.
