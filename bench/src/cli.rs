@@ -1,5 +1,6 @@
 //! Flag values the binaries parse alike.
 
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A number above 0.
@@ -29,6 +30,39 @@ pub fn run_id() -> String {
         .map(|elapsed| elapsed.subsec_nanos())
         .unwrap_or_default();
     format!("{:x}", nanos ^ std::process::id().rotate_left(16))
+}
+
+/// The flags both benchmark binaries take, flattened into each one's own.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Common {
+    /// Kubeconfig of the API server.
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// Namespace of the Leases (must exist).
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Also write the tables into this file (e.g. BENCHMARKS.md), between
+    /// the binary's own markers.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// A NAME=VALUE line for the environment list.
+    #[arg(long, value_parser = parse_pair::<String>)]
+    pub about: Vec<(String, String)>,
+    /// etcd's client address (HOST:PORT, plain HTTP), to read its metrics
+    /// (lease-bench: its WAL fsyncs, passed on to the client-go peer;
+    /// lease-bench-scale: its database size).
+    #[arg(long)]
+    pub etcd: Option<String>,
+    /// NAME=PID of a server process whose CPU time is read around each
+    /// measured window; repeatable. lease-bench passes them on to the
+    /// client-go peer, and its API server cost table compares the first
+    /// (`make bench`: kube-apiserver) against its goals.
+    #[arg(long = "server-pid", value_parser = parse_pair::<u32>)]
+    pub pids: Vec<(String, u32)>,
+    /// The run id, part of every key and owner (a child process is given
+    /// its parent's).
+    #[arg(long, default_value_t = run_id())]
+    pub run: String,
 }
 
 #[cfg(test)]

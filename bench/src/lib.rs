@@ -1,8 +1,9 @@
 //! What the two benchmark binaries, `lease-bench` and `lease-bench-scale`,
-//! share: flag parsing, reading the servers' metrics and `/proc`, and
+//! share: flags, latency percentiles, reading the servers' metrics and `/proc`, and
 //! writing tables into a Markdown file between markers.
 
 pub mod cli;
+pub mod latency;
 pub mod markdown;
 pub mod metrics;
 pub mod procfs;

@@ -10,7 +10,7 @@ mod report;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use celers_kube_lease_bench::cli::{parse_pair, parse_positive, run_id};
+use celers_kube_lease_bench::cli::{parse_positive, Common};
 use clap::Parser;
 
 use measure::Result;
@@ -34,12 +34,8 @@ struct Args {
     /// Run the memory phase in this process (the parent starts it so).
     #[arg(long, hide = true)]
     memory_child: bool,
-    /// Kubeconfig of the API server.
-    #[arg(long)]
-    kubeconfig: PathBuf,
-    /// Namespace of the Leases (must exist).
-    #[arg(long, default_value = "default")]
-    namespace: String,
+    #[command(flatten)]
+    common: Common,
     /// The built bench/clientgo peer; without it, our side only. It runs
     /// every scenario twice after ours, one run at a time: client-go with
     /// JSON (rest.Config ContentType application/json), then with protobuf
@@ -85,25 +81,6 @@ struct Args {
     /// Which phases to run.
     #[arg(long, value_delimiter = ',', default_value = "operations,throughput,workloads,release-all,memory,handoff", value_parser = clap::builder::PossibleValuesParser::new(PHASES))]
     phases: Vec<String>,
-    /// Also write the tables into this file (e.g. BENCHMARKS.md).
-    #[arg(long)]
-    markdown: Option<PathBuf>,
-    /// A NAME=VALUE line for the environment list.
-    #[arg(long, value_parser = parse_pair::<String>)]
-    about: Vec<(String, String)>,
-    /// etcd's client address (HOST:PORT), to read its WAL fsyncs (passed
-    /// on to the peer).
-    #[arg(long)]
-    etcd: Option<String>,
-    /// NAME=PID of a server process whose CPU time is read around each
-    /// measured window, ours and the peer's (passed on to it); repeatable.
-    /// The first (`make bench`: kube-apiserver) is the one the API server
-    /// cost table compares against its goals.
-    #[arg(long = "server-pid", value_parser = parse_pair::<u32>)]
-    pids: Vec<(String, u32)>,
-    /// The run id (the memory child is given its parent's).
-    #[arg(long, default_value_t = run_id())]
-    run: String,
 }
 
 fn parse_secs(text: &str) -> std::result::Result<Duration, String> {
@@ -128,11 +105,11 @@ async fn main() {
 }
 
 async fn memory_child(args: &Args) -> Result<()> {
-    let config = celers_kube_lease_testkit::config_from(&args.kubeconfig).await?;
+    let config = celers_kube_lease_testkit::config_from(&args.common.kubeconfig).await?;
     let memory = ours::memory(
         config,
-        &args.namespace,
-        &args.run,
+        &args.common.namespace,
+        &args.common.run,
         args.memory_locks,
         args.ttl,
     )
@@ -146,14 +123,14 @@ fn progress(what: &str) {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let config = celers_kube_lease_testkit::config_from(&args.kubeconfig).await?;
+    let config = celers_kube_lease_testkit::config_from(&args.common.kubeconfig).await?;
     let ours = Ours::new(
         config,
-        &args.namespace,
-        &args.run,
+        &args.common.namespace,
+        &args.common.run,
         args.ttl,
-        args.etcd.clone(),
-        args.pids.clone(),
+        args.common.etcd.clone(),
+        args.common.pids.clone(),
     )
     .await?;
     let peers: Vec<Peer> = match &args.clientgo {
@@ -161,12 +138,12 @@ async fn run(args: Args) -> Result<()> {
             .into_iter()
             .map(|content_type| Peer {
                 program: program.clone(),
-                kubeconfig: args.kubeconfig.clone(),
-                namespace: args.namespace.clone(),
+                kubeconfig: args.common.kubeconfig.clone(),
+                namespace: args.common.namespace.clone(),
                 ttl: args.ttl,
                 content_type,
-                etcd: args.etcd.clone(),
-                pids: args.pids.clone(),
+                etcd: args.common.etcd.clone(),
+                pids: args.common.pids.clone(),
             })
             .collect(),
         None => Vec::new(),
@@ -316,7 +293,7 @@ async fn run(args: Args) -> Result<()> {
         .push(("Load average at the end".to_owned(), load_average()));
     let tables = report.markdown();
     println!("{tables}");
-    if let Some(path) = &args.markdown {
+    if let Some(path) = &args.common.markdown {
         report.write_into(path)?;
         progress(&format!("wrote {}", path.display()));
     }
@@ -369,8 +346,13 @@ async fn memory(args: &Args) -> Result<ours::Memory> {
     let output = tokio::process::Command::new(program)
         .arg("--memory-child")
         .arg("--kubeconfig")
-        .arg(&args.kubeconfig)
-        .args(["--namespace", &args.namespace, "--run", &args.run])
+        .arg(&args.common.kubeconfig)
+        .args([
+            "--namespace",
+            &args.common.namespace,
+            "--run",
+            &args.common.run,
+        ])
         .args(["--memory-locks", &args.memory_locks.to_string()])
         .args(["--ttl-secs", &args.ttl.to_string()])
         .stderr(std::process::Stdio::inherit())
@@ -413,7 +395,7 @@ async fn environment(args: &Args, ours: &Ours) -> Result<Vec<(String, String)>> 
         ("Load average at the start".to_owned(), load_average()),
         ("Kubernetes (kube-apiserver)".to_owned(), kubernetes),
     ];
-    about.extend(args.about.iter().cloned());
+    about.extend(args.common.about.iter().cloned());
     if args.clientgo.is_some() {
         about.push((
             "client-go columns".to_owned(),
@@ -434,7 +416,7 @@ async fn environment(args: &Args, ours: &Ours) -> Result<Vec<(String, String)>> 
             args.iterations,
             args.duration.as_secs_f64(),
             args.ttl,
-            args.namespace,
+            args.common.namespace,
             if args.clientgo.is_some() {
                 ""
             } else {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use celers_kube_lease_bench::latency::percentile_ms;
 use celers_kube_lease_bench::metrics::{etcd_metrics, sum_samples};
 use celers_kube_lease_bench::procfs;
 pub use celers_kube_lease_bench::Result;
@@ -104,8 +105,8 @@ impl Stats {
             } else {
                 0.0
             },
-            p50_ms: percentile_ms(&self.latencies, 50.0),
-            p99_ms: percentile_ms(&self.latencies, 99.0),
+            p50_ms: round3(percentile_ms(&self.latencies, 50.0)),
+            p99_ms: round3(percentile_ms(&self.latencies, 99.0)),
             ops_per_sec: if secs > 0.0 {
                 round3(ops as f64 / secs)
             } else {
@@ -121,14 +122,6 @@ impl Stats {
             usage: Some(usage),
         }
     }
-}
-
-/// Nearest-rank percentile of sorted latencies, as the Go peer computes it.
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    let rank = ((p / 100.0 * sorted.len() as f64).ceil() as usize).saturating_sub(1);
-    sorted
-        .get(rank)
-        .map_or(0.0, |latency| round3(latency.as_secs_f64() * 1000.0))
 }
 
 pub fn round3(value: f64) -> f64 {
@@ -237,18 +230,5 @@ impl Probe {
         }
         cpu_secs.push(("client".to_owned(), procfs::cpu_secs("self")?));
         Ok(cpu_secs)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile_ms(&sorted, 50.0), 50.0);
-        assert_eq!(percentile_ms(&sorted, 99.0), 99.0);
-        assert_eq!(percentile_ms(&[], 50.0), 0.0);
     }
 }

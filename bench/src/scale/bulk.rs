@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use celers_kube_lease::KubeLeaseLockBackend;
+use celers_kube_lease_bench::latency::percentile_ms;
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -94,7 +95,7 @@ pub struct Bulk {
 pub async fn run(ctx: &Context, plan: &Plan) -> Result<Bulk> {
     progress(&format!(
         "populating {}: {} Leases of this crate ({} expired, {} of one owner, {} live) and {} foreign",
-        ctx.args.namespace,
+        ctx.args.common.namespace,
         plan.own,
         plan.expired,
         plan.release_all,
@@ -103,7 +104,7 @@ pub async fn run(ctx: &Context, plan: &Plan) -> Result<Bulk> {
     ));
     let outcome = match setup::populate(
         &ctx.config,
-        &ctx.args.namespace,
+        &ctx.args.common.namespace,
         plan,
         ctx.args.populate_clients,
         ctx.args.populate_concurrency,
@@ -117,7 +118,7 @@ pub async fn run(ctx: &Context, plan: &Plan) -> Result<Bulk> {
     let start = Instant::now();
     let mut deleted: Result<u64> = Ok(0);
     for selector in [plan.own_selector(), plan.foreign_selector()] {
-        let gone = setup::delete_all(&ctx.client, &ctx.args.namespace, &selector).await;
+        let gone = setup::delete_all(&ctx.client, &ctx.args.common.namespace, &selector).await;
         deleted = deleted.and_then(|n| Ok(n + gone?));
     }
     // The measurement's error first: a failed cleanup may follow from it.
@@ -129,7 +130,7 @@ pub async fn run(ctx: &Context, plan: &Plan) -> Result<Bulk> {
 }
 
 async fn measure(ctx: &Context, plan: &Plan, population: Population) -> Result<Bulk> {
-    let namespace = &ctx.args.namespace;
+    let namespace = &ctx.args.common.namespace;
     let start = Instant::now();
     let own = setup::count(&ctx.client, namespace, Some(&plan.own_selector())).await?;
     let foreign = setup::count(&ctx.client, namespace, Some(&plan.foreign_selector())).await?;
@@ -235,7 +236,7 @@ async fn one(
 pub async fn child(ctx: &Context, plan: &Plan, kind: ChildKind) -> Result<()> {
     let args = &ctx.args;
     let builder = KubeLeaseLockBackend::builder(ctx.client.clone())
-        .namespace(&args.namespace)
+        .namespace(&args.common.namespace)
         .sweep_interval(None)
         .page_size(args.page_size);
     let backend = match kind {
@@ -333,14 +334,6 @@ async fn is_locked(
     measured
 }
 
-/// Nearest-rank percentile of sorted latencies.
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    let rank = ((p / 100.0 * sorted.len() as f64).ceil() as usize).saturating_sub(1);
-    sorted
-        .get(rank)
-        .map_or(0.0, |latency| latency.as_secs_f64() * 1000.0)
-}
-
 /// `n` keys of the plan's own Leases drawn at random (a fixed seed, so
 /// every run asks the same), held and expired alike.
 fn random_keys(plan: &Plan, n: usize) -> Vec<String> {
@@ -375,13 +368,5 @@ mod tests {
         let expired = keys.iter().filter(|key| key.contains("/expired/")).count();
         assert!((400..600).contains(&expired), "{expired} of 1000 expired");
         assert_eq!(keys, random_keys(&plan, 1000), "the same every run");
-    }
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile_ms(&sorted, 50.0), 50.0);
-        assert_eq!(percentile_ms(&sorted, 99.0), 99.0);
-        assert_eq!(percentile_ms(&[], 50.0), 0.0);
     }
 }

@@ -89,12 +89,12 @@ fn replica_owner(run: &str, r: usize) -> String {
 /// Runs the phase, then deletes the Leases it left, whatever the outcome.
 pub async fn run(ctx: &Context) -> Result<Lifetime> {
     let owners: Vec<String> = (0..ctx.args.replicas)
-        .map(|r| replica_owner(&ctx.args.run, r))
+        .map(|r| replica_owner(&ctx.args.common.run, r))
         .collect();
     let selector = setup::owners_selector(&owners);
     let outcome = sampled(ctx, &selector).await;
     progress("deleting the lifetime phase's Leases");
-    let deleted = setup::delete_all(&ctx.client, &ctx.args.namespace, &selector).await;
+    let deleted = setup::delete_all(&ctx.client, &ctx.args.common.namespace, &selector).await;
     // The run's error first: a failed cleanup may follow from it.
     let lifetime = outcome?;
     deleted?;
@@ -227,8 +227,9 @@ impl Sampler<'_> {
         let elapsed_secs = elapsed.as_secs_f64();
         let cpu = ctx.server_cpu()?;
         let rss_kib = probe::status_kib(&self.pid, "VmRSS").ok();
-        let leases = setup::count(&ctx.client, &ctx.args.namespace, Some(self.selector)).await?;
-        let etcd_db = match &ctx.args.etcd {
+        let leases =
+            setup::count(&ctx.client, &ctx.args.common.namespace, Some(self.selector)).await?;
+        let etcd_db = match &ctx.args.common.etcd {
             Some(address) => Some(probe::etcd_db_bytes(address).await?),
             None => None,
         };
@@ -274,13 +275,13 @@ pub async fn child(ctx: &Context) -> Result<()> {
     let mut replicas = Vec::with_capacity(args.replicas);
     for r in 0..args.replicas {
         let backend = KubeLeaseLockBackend::builder(kube::Client::try_from(ctx.config.clone())?)
-            .namespace(&args.namespace)
+            .namespace(&args.common.namespace)
             .sweep_interval(Some(Duration::from_secs(args.sweep_interval_secs)))
             .sweep_grace(Duration::from_secs(args.sweep_grace_secs))
             .build()?;
         // Learns the server's clock, as a replica's first calls would.
         backend.is_locked("lease-bench-scale-warm-up").await?;
-        replicas.push((backend, replica_owner(&args.run, r)));
+        replicas.push((backend, replica_owner(&args.common.run, r)));
     }
     child::ready().await?;
 

@@ -22,7 +22,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use celers_kube_lease_bench::cli::{parse_pair, parse_positive, run_id};
+use celers_kube_lease_bench::cli::{parse_positive, Common};
 use clap::{Parser, ValueEnum};
 
 use report::{thousands, Report};
@@ -54,12 +54,8 @@ pub struct Args {
     /// Calls in flight in the child's operation.
     #[arg(long, hide = true, default_value_t = 1, value_parser = parse_positive)]
     in_flight: usize,
-    /// Kubeconfig of the API server.
-    #[arg(long)]
-    kubeconfig: PathBuf,
-    /// Namespace of the Leases (must exist).
-    #[arg(long, default_value = "default")]
-    namespace: String,
+    #[command(flatten)]
+    common: Common,
     /// Which phases to run.
     #[arg(long, value_delimiter = ',', default_value = "bulk,lifetime", value_parser = clap::builder::PossibleValuesParser::new(["bulk", "lifetime"]))]
     phases: Vec<String>,
@@ -115,25 +111,9 @@ pub struct Args {
     /// Lifetime: sample period, seconds.
     #[arg(long = "sample-secs", default_value = "10", value_parser = parse_secs)]
     sample: Duration,
-    /// Also write the tables into this file (e.g. BENCHMARKS.md), between
-    /// its lease-bench-scale markers.
-    #[arg(long)]
-    markdown: Option<PathBuf>,
     /// Write the lifetime plot (SVG) here; the Markdown links to it.
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// A NAME=VALUE line for the environment list.
-    #[arg(long, value_parser = parse_pair::<String>)]
-    about: Vec<(String, String)>,
-    /// etcd's client address (HOST:PORT, plain HTTP), for its database size.
-    #[arg(long)]
-    etcd: Option<String>,
-    /// NAME=PID of a server process whose CPU time is read.
-    #[arg(long = "server-pid", value_parser = parse_pair::<u32>)]
-    pids: Vec<(String, u32)>,
-    /// The run id, part of every key and owner (children get their parent's).
-    #[arg(long, default_value_t = run_id())]
-    run: String,
 }
 
 impl Args {
@@ -144,11 +124,11 @@ impl Args {
             "--child".into(),
             kind.flag().into(),
             "--kubeconfig".into(),
-            self.kubeconfig.clone().into(),
+            self.common.kubeconfig.clone().into(),
         ];
         let pairs = [
-            ("--namespace", self.namespace.clone()),
-            ("--run", self.run.clone()),
+            ("--namespace", self.common.namespace.clone()),
+            ("--run", self.common.run.clone()),
             ("--own", self.own.to_string()),
             ("--foreign", self.foreign.to_string()),
             ("--release-all", self.release_all.to_string()),
@@ -228,7 +208,7 @@ pub struct Context {
 
 impl Context {
     async fn new(args: Args) -> Result<Self> {
-        let config = celers_kube_lease_testkit::config_from(&args.kubeconfig).await?;
+        let config = celers_kube_lease_testkit::config_from(&args.common.kubeconfig).await?;
         let client = kube::Client::try_from(config.clone())?;
         Ok(Self {
             args,
@@ -240,7 +220,7 @@ impl Context {
     fn plan(&self) -> Plan {
         let args = &self.args;
         Plan {
-            run: args.run.clone(),
+            run: args.common.run.clone(),
             own: args.own,
             release_all: args.release_all,
             expired: args.expired,
@@ -251,6 +231,7 @@ impl Context {
     /// CPU seconds so far of each `--server-pid` process.
     pub fn server_cpu(&self) -> Result<Vec<(String, f64)>> {
         self.args
+            .common
             .pids
             .iter()
             .map(|(name, pid)| Ok((name.clone(), probe::cpu_secs(&pid.to_string())?)))
@@ -315,7 +296,7 @@ async fn run(args: Args) -> Result<()> {
     if let (Some(path), Some(lifetime)) = (&args.plot, &lifetime) {
         std::fs::write(path, lifetime_plot(args, lifetime))?;
         progress(&format!("wrote {}", path.display()));
-        plot_link = Some(link(path, args.markdown.as_deref()));
+        plot_link = Some(link(path, args.common.markdown.as_deref()));
     }
     about.push((
         "Wall time".to_owned(),
@@ -330,7 +311,7 @@ async fn run(args: Args) -> Result<()> {
         plot: plot_link,
     };
     println!("{}", report.markdown());
-    if let Some(path) = &args.markdown {
+    if let Some(path) = &args.common.markdown {
         report.write_into(path)?;
         progress(&format!("wrote {}", path.display()));
     }
@@ -496,12 +477,12 @@ async fn environment(ctx: &Context) -> Result<Vec<(String, String)>> {
             version.git_version,
         ),
     ];
-    about.extend(args.about.iter().cloned());
+    about.extend(args.common.about.iter().cloned());
     about.push((
         "Settings".to_owned(),
         format!(
             "namespace {}, release_all and sweep page size {}, list-only page sizes {}",
-            args.namespace,
+            args.common.namespace,
             args.page_size,
             args.list_page_sizes
                 .iter()
@@ -562,7 +543,7 @@ mod tests {
                 .chain(args.child_args(ChildKind::Sweep, &extra)),
         );
         assert_eq!(child.child, Some(ChildKind::Sweep));
-        assert_eq!(child.run, args.run);
+        assert_eq!(child.common.run, args.common.run);
         assert_eq!(child.own, 30);
         assert_eq!(child.page_size, 7);
     }
