@@ -127,9 +127,6 @@ load_topology() {
   fi
 }
 
-# The program NAME runs: etcd-1 -> etcd, kube-apiserver-0 -> kube-apiserver.
-prog_of() { printf '%s\n' "${1%-[0-9]}"; }
-
 in_names() {
   local n
   for n in "${names[@]}"; do [ "$n" != "$1" ] || return 0; done
@@ -178,58 +175,7 @@ haproxy_bin() {
 
 # ---- processes --------------------------------------------------------------
 
-pid_of() { [ -f "$dir/$1.pid" ] && cat "$dir/$1.pid"; }
-
-# True if PID is a live (not zombie) process of this instance running NAME's program.
-is_ours() { runs_program "$1" "$(prog_of "$2")" "$dir"; }
-
-alive() { local pid; pid=$(pid_of "$1") && is_ours "$pid" "$1"; }
-
-# stop NAME...: TERM them all, then wait for each (KILL after 15 s).
-stop() {
-  local name pid
-  local -A term=()
-  for name in "$@"; do
-    pid=$(pid_of "$name") || continue
-    if is_ours "$pid" "$name"; then
-      kill -TERM "$pid" 2>/dev/null || true
-      term[$name]=$pid
-    fi
-  done
-  for name in "$@"; do
-    if [ -n "${term[$name]:-}" ]; then
-      pid=${term[$name]}
-      if ! wait_gone "$pid" "$name" 15; then
-        say "$name (pid $pid) ignored TERM; killing"
-        kill -KILL "$pid" 2>/dev/null || true
-        wait_gone "$pid" "$name" 10 || die "$name (pid $pid) would not die"
-      fi
-      say "stopped $name (pid $pid)"
-    fi
-    rm -f "$dir/$name.pid"
-  done
-}
-
 log_size() { if [ -f "$dir/$1.log" ]; then wc -c <"$dir/$1.log"; else echo 0; fi; }
-
-# start NAME ARGS...: run detached in its own session, logs appended to NAME.log.
-start() {
-  local name=$1; shift
-  if [ "$(prog_of "$name")" = haproxy ]; then
-    # HAProxy makes its stdout non-blocking with F_SETFL, which drops
-    # O_APPEND: it writes from offset 0. So each run gets a fresh log.
-    [ ! -f "$dir/$name.log" ] || mv "$dir/$name.log" "$dir/$name.log.1"
-    : >"$dir/$name.log"
-  else
-    printf -- '----- %s: starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$dir/$name.log"
-  fi
-  if command -v setsid >/dev/null; then
-    setsid "$@" </dev/null >>"$dir/$name.log" 2>&1 9>&- &
-  else
-    nohup "$@" </dev/null >>"$dir/$name.log" 2>&1 9>&- &
-  fi
-  echo $! >"$dir/$name.pid"
-}
 
 # True if NAME's log grew a bind failure since byte offset $2 (from its
 # start if the log was replaced meanwhile).
@@ -270,19 +216,6 @@ port_keys() {
   done
 }
 
-load_ports() {
-  local k v
-  [ -f "$dir/ports" ] || return 1
-  while IFS='=' read -r k v; do port[$k]=$v; done <"$dir/ports"
-  for k in $(port_keys); do [ -n "${port[$k]:-}" ] || return 1; done
-}
-
-save_ports() {
-  local k
-  for k in $(port_keys); do printf '%s=%s\n' "$k" "${port[$k]}"; done >"$dir/ports.tmp"
-  mv "$dir/ports.tmp" "$dir/ports"
-}
-
 # repick NAME...: new ports for NAMEs (on a fresh instance).
 repick() {
   local name k
@@ -307,11 +240,6 @@ url_of() {
 front_name() { if [ "$topology" = ha ]; then echo haproxy; else echo kube-apiserver; fi; }
 
 # ---- TLS --------------------------------------------------------------------
-
-ossl() {
-  local err
-  err=$(timeout 60 openssl "$@" 2>&1 >/dev/null) || die "openssl $1 failed: $err"
-}
 
 # make_ca NAME CN: self-signed EC CA.
 make_ca() {
@@ -546,7 +474,11 @@ EOF
 
 start_haproxy() {
   write_haproxy_cfg
-  start haproxy "$(haproxy_bin)" -f "$dir/haproxy.cfg" -db
+  # HAProxy makes its stdout non-blocking with F_SETFL, which drops
+  # O_APPEND: it writes from offset 0. So each run gets a fresh log.
+  [ ! -f "$dir/haproxy.log" ] || mv "$dir/haproxy.log" "$dir/haproxy.log.1"
+  : >"$dir/haproxy.log"
+  detach haproxy "$(haproxy_bin)" -f "$dir/haproxy.cfg" -db
 }
 
 # launch NAME: start NAME's process (fresh etcd members start from empty data).
@@ -655,13 +587,6 @@ bring_up() {
 
 # ---- subcommands --------------------------------------------------------------
 
-lock() {
-  if command -v flock >/dev/null; then
-    exec 9>"$dir/.lock"
-    flock -w 300 9 || die "another control-plane.sh is busy with $dir"
-  fi
-}
-
 fresh=0
 started=()
 
@@ -730,17 +655,8 @@ cmd_up() {
   printf '%s\n' "$kubeconfig"
 }
 
-# PIDs of this instance's processes running NAME's program, recorded or not.
-find_ours() {
-  local p
-  for p in /proc/[0-9]*; do
-    is_ours "${p#/proc/}" "$1" && echo "${p#/proc/}"
-  done
-  return 0
-}
-
 cmd_down() {
-  local pid group group_names
+  local group group_names
   if [ ! -e "$dir" ]; then say "nothing to stop"; return; fi
   [ -e "$marker" ] || die "$dir is not a control-plane state dir; not touching it"
   load_topology
@@ -750,10 +666,7 @@ cmd_down() {
     [ ${#group_names[@]} -eq 0 ] || stop "${group_names[@]}"
     # Strays whose pid file was lost (e.g. an interrupted `up`), whatever
     # the topology.
-    for pid in $(find_ours "$group"); do
-      echo "$pid" >"$dir/$group.pid"
-      stop "$group"
-    done
+    stop_strays "$group"
   done
   rm -rf "$dir"
   say "removed $dir"

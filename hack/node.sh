@@ -73,52 +73,7 @@ source "$here/node/oci.sh"
 cplane() { "$here/control-plane.sh" "$@"; }
 kc() { timeout 60 "$kubectl" --kubeconfig "$cp_kubeconfig" --request-timeout 20s "$@"; }
 
-# ---- processes (as hack/control-plane.sh does it) -------------------------------
-
-pid_of() { [ -f "$dir/$1.pid" ] && cat "$dir/$1.pid"; }
-
-# True if PID is a live (not zombie) process of this node running program NAME
-# (its argv0's base name) with this state dir on its command line.
-is_ours() { runs_program "$1" "$2" "$dir"; }
-
-alive() { local pid; pid=$(pid_of "$1") && is_ours "$pid" "$1"; }
-
-# stop_pid PID PROG: TERM, wait 20 s, KILL.
-stop_pid() {
-  local pid=$1 prog=$2
-  is_ours "$pid" "$prog" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_gone "$pid" "$prog" 20; then
-    say "$prog (pid $pid) ignored TERM; killing"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" "$prog" 10 || die "$prog (pid $pid) would not die"
-  fi
-  say "stopped $prog (pid $pid)"
-}
-
-# PIDs of processes running PROG with this state dir on their command line.
-find_ours() {
-  local p
-  for p in /proc/[0-9]*; do
-    is_ours "${p#/proc/}" "$1" && echo "${p#/proc/}"
-  done
-  return 0
-}
-
-# stop NAME: the recorded process, then any stray one of this node.
-stop() {
-  local name=$1 pid
-  if pid=$(pid_of "$name"); then stop_pid "$pid" "$name"; fi
-  for pid in $(find_ours "$name"); do stop_pid "$pid" "$name"; done
-  rm -f "$dir/$name.pid"
-}
-
-start() {
-  local name=$1; shift
-  printf -- '----- %s: starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$dir/$name.log"
-  setsid "$@" </dev/null >>"$dir/$name.log" 2>&1 9>&- &
-  echo $! >"$dir/$name.pid"
-}
+# ---- processes (see hack/lib.sh) ------------------------------------------------
 
 show_log() {
   [ -f "$dir/$1.log" ] || return 0
@@ -140,27 +95,9 @@ wait_for() {
 # ---- ports ------------------------------------------------------------------
 
 declare -A port=()
-port_keys=(kubelet kubelet-healthz kube-controller-manager kube-scheduler)
-
-load_ports() {
-  local k v
-  [ -f "$dir/ports" ] || return 1
-  while IFS='=' read -r k v; do port[$k]=$v; done <"$dir/ports"
-  for k in "${port_keys[@]}"; do [ -n "${port[$k]:-}" ] || return 1; done
-}
-
-save_ports() {
-  local k
-  for k in "${port_keys[@]}"; do printf '%s=%s\n' "$k" "${port[$k]}"; done >"$dir/ports.tmp"
-  mv "$dir/ports.tmp" "$dir/ports"
-}
+port_keys() { printf '%s\n' kubelet kubelet-healthz kube-controller-manager kube-scheduler; }
 
 # ---- certificates and kubeconfigs -------------------------------------------------
-
-ossl() {
-  local err
-  err=$(timeout 60 openssl "$@" 2>&1 >/dev/null) || die "openssl $1 failed: $err"
-}
 
 # client NAME SUBJECT: a client certificate from the control plane's CA, and a kubeconfig.
 client() {
@@ -320,12 +257,6 @@ remove_containers() {
   done
 }
 
-# Shims of this node's containerd outlive it; they carry its socket path.
-stop_shims() {
-  local pid
-  for pid in $(find_ours containerd-shim-runc-v2); do stop_pid "$pid" containerd-shim-runc-v2; done
-}
-
 # The kubelet links every container's log into /var/log/containers (a fixed
 # path); remove this node's links, and the directory if `up` made it.
 remove_log_links() {
@@ -425,11 +356,6 @@ node_ready() {
 
 # ---- subcommands --------------------------------------------------------------------
 
-lock() {
-  exec 9>"$dir/.lock"
-  flock -w 300 9 || die "another node.sh is busy with $dir"
-}
-
 need() { command -v "$1" >/dev/null || die "$1 not found ($2)"; }
 
 load_env() {
@@ -481,7 +407,7 @@ cmd_up() {
   esac
   if ! load_ports; then
     port=()
-    for name in "${port_keys[@]}"; do port[$name]=$(pick_port); done
+    for name in $(port_keys); do port[$name]=$(pick_port); done
     save_ports
   fi
   (umask 077; mkdir -p "$pki"
@@ -539,12 +465,15 @@ cmd_down() {
   [ -e "$marker" ] || die "$dir is not a node state dir; not touching it"
   lock
   load_ports || true
-  stop kube-scheduler
-  stop kube-controller-manager
-  stop kubelet
+  for name in kube-scheduler kube-controller-manager kubelet; do
+    stop "$name"
+    stop_strays "$name"
+  done
   remove_containers
   stop containerd
-  stop_shims
+  stop_strays containerd
+  # Shims of this node's containerd outlive it; they carry its socket path.
+  stop_strays containerd-shim-runc-v2
   unmount_all
   remove_cgroups
   remove_log_links
