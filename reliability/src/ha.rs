@@ -70,14 +70,7 @@ pub fn schedule(
             millis: 0,
         },
     ];
-    let mut faults = Vec::new();
-    let mut at = first;
-    let mut i = 0;
-    while at + Duration::from_secs(6) < duration {
-        faults.push((at, cycle[i % cycle.len()].clone()));
-        i += 1;
-        at += every;
-    }
+    let mut faults = scenario::cycled(&cycle, duration, first, every);
     // The clock back to 0 before the end, if a cycle was cut short.
     let last_skew = faults.iter().rev().find_map(|(_, f)| match f {
         Fault::Skew { millis, .. } => Some(*millis),

@@ -341,7 +341,7 @@ async fn inject(
 
 /// From `first` on, every `every`: an API server kill, a partition of the
 /// first proxied contender, an etcd kill and a partition of the second, in
-/// turn; none in the last 6 s (the longest TTL and some).
+/// turn (see [`cycled`]).
 pub fn fault_schedule(
     duration: Duration,
     first: Duration,
@@ -359,13 +359,35 @@ pub fn fault_schedule(
             lasting: Duration::from_secs(4),
         },
     ];
-    let mut faults = Vec::new();
-    let mut at = first;
-    let mut i = 0;
-    while at + Duration::from_secs(6) < duration {
-        faults.push((at, cycle[i % cycle.len()].clone()));
-        i += 1;
-        at += every;
+    cycled(&cycle, duration, first, every)
+}
+
+/// The faults of `cycle` in turn, from `first` on, every `every`; none in
+/// the last 6 s of `duration` (the longest TTL and some).
+pub fn cycled(
+    cycle: &[Fault],
+    duration: Duration,
+    first: Duration,
+    every: Duration,
+) -> Vec<(Duration, Fault)> {
+    let times = std::iter::successors(Some(first), |at| Some(*at + every))
+        .take_while(|at| *at + Duration::from_secs(6) < duration);
+    times.zip(cycle.iter().cycle().cloned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_come_in_turn_and_none_in_the_last_seconds() {
+        let secs = Duration::from_secs;
+        let faults = fault_schedule(secs(40), secs(10), secs(5));
+        let at: Vec<u64> = faults.iter().map(|(at, _)| at.as_secs()).collect();
+        assert_eq!(at, [10, 15, 20, 25, 30]);
+        let kinds: Vec<&str> = faults.iter().map(|(_, fault)| fault.kind()).collect();
+        assert_eq!(kinds[4], kinds[0]);
+        assert_ne!(kinds[1], kinds[0]);
+        assert!(cycled(&[], secs(40), secs(10), secs(5)).is_empty());
     }
-    faults
 }
