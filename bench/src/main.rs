@@ -8,9 +8,10 @@ mod peer;
 mod report;
 
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use celers_kube_lease_bench::cli::{parse_positive, Common};
+use celers_kube_lease_bench::procfs;
 use clap::Parser;
 
 use measure::Result;
@@ -290,7 +291,7 @@ async fn run(args: Args) -> Result<()> {
 
     report
         .about
-        .push(("Load average at the end".to_owned(), load_average()));
+        .push(("Load average at the end".to_owned(), procfs::load_average()));
     let tables = report.markdown();
     println!("{tables}");
     if let Some(path) = &args.common.markdown {
@@ -368,33 +369,7 @@ async fn memory(args: &Args) -> Result<ours::Memory> {
 /// Settings, machine and versions, for the report.
 async fn environment(args: &Args, ours: &Ours) -> Result<Vec<(String, String)>> {
     let kubernetes = ours.kubernetes_version().await?;
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
-        .map_or("unknown", |(_, model)| model.trim());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory_kib: u64 = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let mut about = vec![
-        (
-            "Measured".to_owned(),
-            httpdate::fmt_http_date(SystemTime::now()),
-        ),
-        (
-            "Machine".to_owned(),
-            format!(
-                "{cores} cores (nproc), {:.1} GiB memory, CPU: {cpu}",
-                memory_kib as f64 / 1024.0 / 1024.0
-            ),
-        ),
-        ("Load average at the start".to_owned(), load_average()),
-        ("Kubernetes (kube-apiserver)".to_owned(), kubernetes),
-    ];
+    let mut about = procfs::machine(kubernetes);
     about.extend(args.common.about.iter().cloned());
     if args.clientgo.is_some() {
         about.push((
@@ -425,15 +400,4 @@ async fn environment(args: &Args, ours: &Ours) -> Result<Vec<(String, String)>> 
         ),
     ));
     Ok(about)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use celers_kube_lease::KubeLeaseLockBackend;
+use celers_kube_lease_bench::procfs;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, ListParams};
@@ -467,10 +468,5 @@ pub async fn memory(
 }
 
 fn vm_rss_kib() -> Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "no VmRSS in /proc/self/status".into())
+    procfs::kib_in("/proc/self/status", "VmRSS")
 }

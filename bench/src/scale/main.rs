@@ -20,9 +20,10 @@ mod setup;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use celers_kube_lease_bench::cli::{parse_positive, Common};
+use celers_kube_lease_bench::procfs;
 use clap::{Parser, ValueEnum};
 
 use report::{thousands, Report};
@@ -302,7 +303,7 @@ async fn run(args: Args) -> Result<()> {
         "Wall time".to_owned(),
         format!("{:.1} min", start.elapsed().as_secs_f64() / 60.0),
     ));
-    about.push(("Load average at the end".to_owned(), load_average()));
+    about.push(("Load average at the end".to_owned(), procfs::load_average()));
     let report = Report {
         args,
         about,
@@ -452,31 +453,7 @@ fn link(plot: &Path, markdown: Option<&Path>) -> String {
 async fn environment(ctx: &Context) -> Result<Vec<(String, String)>> {
     let args = &ctx.args;
     let version = tokio::time::timeout(VERSION_TIMEOUT, ctx.client.apiserver_version()).await??;
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
-        .map_or("unknown", |(_, model)| model.trim());
-    let memory_kib = probe::kib_in("/proc/meminfo", "MemTotal").unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    let mut about = vec![
-        (
-            "Measured".to_owned(),
-            httpdate::fmt_http_date(SystemTime::now()),
-        ),
-        (
-            "Machine".to_owned(),
-            format!(
-                "{cores} cores (nproc), {:.1} GiB memory, CPU: {cpu}",
-                memory_kib as f64 / 1024.0 / 1024.0
-            ),
-        ),
-        ("Load average at the start".to_owned(), load_average()),
-        (
-            "Kubernetes (kube-apiserver)".to_owned(),
-            version.git_version,
-        ),
-    ];
+    let mut about = procfs::machine(version.git_version);
     about.extend(args.common.about.iter().cloned());
     about.push((
         "Settings".to_owned(),
@@ -492,17 +469,6 @@ async fn environment(ctx: &Context) -> Result<Vec<(String, String)>> {
         ),
     ));
     Ok(about)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use celers_kube_lease_bench::metrics::{etcd_metrics, sum_samples};
 pub use celers_kube_lease_bench::procfs::cpu_secs;
+use celers_kube_lease_bench::procfs::kib_in;
 
 use crate::Result;
 
@@ -32,15 +33,6 @@ pub async fn etcd_db_bytes(address: &str) -> Result<(f64, f64)> {
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
 pub fn status_kib(pid: &str, field: &str) -> Result<u64> {
     kib_in(&format!("/proc/{pid}/status"), field)
-}
-
-/// A `kB` field of a /proc file such as `/proc/meminfo`, in KiB.
-pub fn kib_in(path: &str, field: &str) -> Result<u64> {
-    std::fs::read_to_string(path)?
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no {field} in {path}").into())
 }
 
 /// Resets this process's `VmHWM` to its current RSS (Linux 4.0 and later),
