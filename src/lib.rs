@@ -70,6 +70,9 @@
 //!
 //! - `celers-core-03`: also implement celers-core 0.3's
 //!   `DistributedLockBackend` (for celers-beat 0.3).
+//! - `celers-beat-03`: [`KubeBeat`], which drives
+//!   celers-beat 0.3's `BeatScheduler` so that each scheduled instant fires
+//!   once across replicas (implies `celers-core-03`).
 //! - `metrics`: Prometheus metrics (prometheus-client) in a registry the
 //!   application passes to the builder; see [Metrics](#metrics).
 //!
@@ -102,6 +105,8 @@ struct ReadmeDoctests;
 
 mod api;
 mod backend;
+#[cfg(feature = "celers-beat-03")]
+mod beat;
 mod bulk;
 mod celers;
 mod clock;
@@ -120,6 +125,11 @@ mod new_keys;
 mod wait;
 
 pub use backend::KubeLeaseLockBackend;
+#[cfg(feature = "celers-beat-03")]
+#[cfg_attr(docsrs, doc(cfg(feature = "celers-beat-03")))]
+pub use beat::{
+    Fire, KubeBeat, KubeBeatBuilder, DEFAULT_BEAT_NAME, DEFAULT_LEADER_TTL, DEFAULT_RETRY_PERIOD,
+};
 pub use config::{KubeLeaseLockBackendBuilder, DEFAULT_FIELD_MANAGER, DEFAULT_LABEL_PREFIX};
 pub use error::{Error, Operation, Result, Target};
 pub use fencing::FencingToken;
