@@ -19,9 +19,6 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// The key of celers-beat's leader lock.
-pub const LEADER_KEY: &str = "beat_leader";
-
 /// The leader gauge: 1 while this replica leads, else 0, as client-go's
 /// `leader_election_master_status`.
 pub fn leader_gauge(registry: &mut Registry) -> Gauge {
@@ -106,7 +103,13 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    pub fn new(client: kube::Client, namespace: &str, owner: &str, gauge: Gauge) -> Self {
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        owner: &str,
+        leader_key: &str,
+        gauge: Gauge,
+    ) -> Self {
         let reporter = Reporter {
             controller: "celers-beat-scheduler".to_owned(),
             instance: Some(owner.to_owned()),
@@ -114,7 +117,7 @@ impl Leadership {
         let lease = ObjectReference {
             api_version: Some("coordination.k8s.io/v1".to_owned()),
             kind: Some("Lease".to_owned()),
-            name: Some(celers_kube_lease::lease_name(LEADER_KEY)),
+            name: Some(celers_kube_lease::lease_name(leader_key)),
             namespace: Some(namespace.to_owned()),
             ..ObjectReference::default()
         };

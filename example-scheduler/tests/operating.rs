@@ -10,7 +10,16 @@ use celers_kube_lease::lease_name;
 use common::{executed, Replicas};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ARGS: &[&str] = &["--interval-secs", "1", "--ttl-secs", "3", "--tasks", "2"];
+const ARGS: &[&str] = &[
+    "--interval-secs",
+    "1",
+    "--ttl-secs",
+    "3",
+    "--tasks",
+    "2",
+    "--crontab",
+    "none",
+];
 
 /// `GET path` on 127.0.0.1:`port`: the status line and the body.
 async fn get(port: u16, path: &str) -> (String, String) {
@@ -58,8 +67,8 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     replicas
-        .wait_for("two executed runs", deadline, |log| {
-            (executed(log).len() >= 2).then_some(())
+        .wait_for("four executed runs", deadline, |log| {
+            (executed(log).len() >= 4).then_some(())
         })
         .await;
 
@@ -67,7 +76,8 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
     assert!(status.contains(" 200 "), "{status}");
     let (status, first) = get(port, "/metrics").await;
     assert!(status.contains(" 200 "), "{status}");
-    let acquired = "celers_lock_operations_total{operation=\"try_acquire\",result=\"acquired\"}";
+    // Each fire after an entry's first moves its ledger: one update.
+    let acquired = "celers_lock_api_requests_total{verb=\"update\",code=\"200\"}";
     let before = sample(&first, acquired).unwrap_or_else(|| panic!("no {acquired} in:\n{first}"));
     assert_eq!(
         sample(&first, "leader_election_master_status"),
@@ -111,7 +121,7 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
     ]);
     let expected = format!(
         "BecameLeader Lease {} {owner} became the leader",
-        lease_name("beat_leader")
+        lease_name("celers-beat/leader")
     );
     assert!(
         events.lines().any(|line| line == expected),

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use celers_kube_lease_scheduler::runs::{summarize, Event};
+use celers_kube_lease_scheduler::runs::{summarize, Event, Summary};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -91,6 +91,9 @@ impl Replicas {
             .env_remove("SCHEDULER_TTL_SECS")
             .env_remove("SCHEDULER_TASKS")
             .env_remove("SCHEDULER_RUN_FOR_SECS")
+            .env_remove("SCHEDULER_CRONTAB")
+            .env_remove("SCHEDULER_MODE")
+            .env_remove("SCHEDULER_TICK_MS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -187,23 +190,30 @@ pub fn roles(log: &[Line], replicas: usize) -> Vec<Option<String>> {
     roles
 }
 
-/// `(task, run)` of every `executed run` line, with the line.
-pub fn executed(log: &[Line]) -> Vec<(String, u64, &Line)> {
+/// `(entry, instant in Unix seconds)` of every `executed run` line, with
+/// the line.
+pub fn executed(log: &[Line]) -> Vec<(String, i64, &Line)> {
     log.iter()
         .filter_map(|line| {
-            let (task, run) = line.event.as_ref()?.executed()?;
-            Some((task.to_owned(), run, line))
+            let fire = line.event.as_ref()?.executed()?;
+            Some((fire.task.to_owned(), fire.run_ms.div_euclid(1000), line))
         })
         .collect()
 }
 
-/// Runs executed more than once, as the `celers-beat-runs` checker counts
-/// them.
-pub fn duplicates(log: &[Line]) -> Vec<(String, u64)> {
+/// What the `celers-beat-runs` checker says of the log, with gaps longer
+/// than an entry's interval plus `failover_bound` counted as skipped.
+pub fn summary(log: &[Line], failover_bound: Duration) -> Summary {
     let events: Vec<Event> = log.iter().filter_map(|line| line.event.clone()).collect();
-    summarize([("all", events.as_slice())], 1, 1)
-        .twice
-        .into_iter()
-        .map(|(task, run, _)| (task, run))
-        .collect()
+    let bound_ms = i64::try_from(failover_bound.as_millis()).expect("a short bound");
+    summarize([("all", events.as_slice())], bound_ms)
+}
+
+/// The Lease holder names the replica `owner` (`<owner>_<suffix>`).
+pub fn held_by(holder: Option<&str>, owner: &str) -> bool {
+    holder.is_some_and(|holder| {
+        holder
+            .strip_prefix(owner)
+            .is_some_and(|rest| rest.starts_with('_'))
+    })
 }
