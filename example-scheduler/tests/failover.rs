@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{executed, held_by, roles, summary, Line, Replicas};
+use common::{executed, held_by, roles, Line, Replicas};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
@@ -76,11 +76,11 @@ async fn each_instant_fires_once_across_a_kill_and_a_handover() {
     let cluster = celers_kube_lease_testkit::cluster();
     let namespace = cluster.namespace("beat-failover").await;
     let leases: Api<Lease> = Api::namespaced(cluster.client().await, &namespace);
-    let mut replicas = Replicas::new();
+    let mut replicas = Replicas::new(&cluster.kubeconfig, &namespace);
     let tag = std::process::id();
     for name in ["a", "b", "c"] {
         let owner = format!("beat-{name}-{tag}");
-        replicas.spawn(&cluster.kubeconfig, &namespace, &owner, ARGS);
+        replicas.spawn(&owner, ARGS);
     }
 
     // Exactly one leader, and the Lease names it.
@@ -101,7 +101,7 @@ async fn each_instant_fires_once_across_a_kill_and_a_handover() {
     let first = leaders[0];
     let holder = leader_holder(&leases).await;
     assert!(
-        held_by(holder.as_deref(), &replicas.owners[first]),
+        held_by(holder.as_deref(), &replicas.owners()[first]),
         "{holder:?}"
     );
     fires_after(&mut replicas, first, 0, 4).await;
@@ -152,7 +152,7 @@ async fn each_instant_fires_once_across_a_kill_and_a_handover() {
     assert!(status.success(), "the last replica exited with {status}");
     replicas.drain().await;
 
-    let summary = summary(&replicas.log, FAILOVER_BOUND);
+    let summary = replicas.summary(FAILOVER_BOUND);
     eprintln!("{summary:#?}");
     assert_eq!(summary.entries.len(), 2, "both tasks fired: {summary:?}");
     assert_eq!(summary.total(|e| e.twice), 0, "instants fired twice");

@@ -55,16 +55,10 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
     let cluster = celers_kube_lease_testkit::cluster();
     let namespace = cluster.namespace("operating").await;
     let port = free_port();
-    let mut replicas = Replicas::new();
+    let mut replicas = Replicas::new(&cluster.kubeconfig, &namespace);
     let owner = format!("operating-{}", std::process::id());
     let port_text = port.to_string();
-    replicas.spawn_with_env(
-        &cluster.kubeconfig,
-        &namespace,
-        &owner,
-        ARGS,
-        &[("METRICS_PORT", &port_text)],
-    );
+    replicas.spawn_with_env(&owner, ARGS, &[("METRICS_PORT", &port_text)]);
     let deadline = Instant::now() + Duration::from_secs(20);
     replicas
         .wait_for("four executed runs", deadline, |log| {
@@ -98,7 +92,7 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
     );
 
     // More runs, more acquisitions.
-    let runs = executed(&replicas.log).len();
+    let runs = executed(replicas.log()).len();
     replicas
         .wait_for(
             "more executed runs",

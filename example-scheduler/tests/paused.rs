@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{executed, roles, summary, Line, Replicas};
+use common::{executed, roles, Line, Replicas};
 
 const TTL: Duration = Duration::from_secs(3);
 const ARGS: &[&str] = &[
@@ -36,11 +36,9 @@ fn said(log: &[Line], replica: usize, prefix: &str) -> Option<Instant> {
 async fn a_leader_paused_past_its_ttl_fires_nothing_when_it_resumes() {
     let cluster = celers_kube_lease_testkit::cluster();
     let namespace = cluster.namespace("beat-paused").await;
-    let mut replicas = Replicas::new();
+    let mut replicas = Replicas::new(&cluster.kubeconfig, &namespace);
     let tag = std::process::id();
     let paused = replicas.spawn_with_env(
-        &cluster.kubeconfig,
-        &namespace,
         &format!("paused-a-{tag}"),
         ARGS,
         &[("SCHEDULER_TEST_STOP_BEFORE_LOCK", STOP_AT_TICK)],
@@ -53,12 +51,7 @@ async fn a_leader_paused_past_its_ttl_fires_nothing_when_it_resumes() {
             |log| (roles(log, 1)[0].as_deref() == Some("leader")).then_some(()),
         )
         .await;
-    let other = replicas.spawn(
-        &cluster.kubeconfig,
-        &namespace,
-        &format!("paused-b-{tag}"),
-        ARGS,
-    );
+    let other = replicas.spawn(&format!("paused-b-{tag}"), ARGS);
 
     let stopped = replicas
         .wait_for(
@@ -122,7 +115,7 @@ async fn a_leader_paused_past_its_ttl_fires_nothing_when_it_resumes() {
     }
     replicas.drain().await;
 
-    let after_resume = executed(&replicas.log)
+    let after_resume = executed(replicas.log())
         .iter()
         .filter(|(_, _, l)| l.replica == paused && l.at > resumed)
         .count();
@@ -130,7 +123,7 @@ async fn a_leader_paused_past_its_ttl_fires_nothing_when_it_resumes() {
         after_resume, 0,
         "the resumed replica fired after it lost the lead"
     );
-    let summary = summary(&replicas.log, TTL + Duration::from_secs(4));
+    let summary = replicas.summary(TTL + Duration::from_secs(4));
     assert_eq!(
         summary.total(|e| e.twice),
         0,
