@@ -3,7 +3,7 @@
 //! (example-scheduler's tests, `make reliability`) cannot see as directly.
 
 #![cfg(feature = "celers-beat-03")]
-#![allow(clippy::expect_used)] // a test fails by panicking
+#![allow(clippy::expect_used, clippy::result_large_err)] // a test fails by panicking
 
 mod common;
 

@@ -164,27 +164,18 @@ pub async fn run(
     }
 }
 
-/// celers-beat's own `tick_with_locks`, with each fire's instant as its
-/// dispatch key names it (taken before the tick).
+/// celers-beat's own `tick_with_locks`. Each fire's instant is taken as
+/// the moment it fired: the instant in its dispatch key is the task's cached
+/// next run, which `tick_with_locks` never refreshes, so it names no slot.
 async fn stock_tick(
     scheduler: &mut BeatScheduler,
 ) -> Result<Vec<(String, chrono::DateTime<Utc>, Option<u64>)>, String> {
-    let instants: Vec<_> = scheduler
-        .list_tasks()
-        .values()
-        .filter_map(|task| Some((task.name.clone(), task.next_run_time().ok()?)))
-        .collect();
     let fired = scheduler
         .tick_with_locks(STOCK_LOCK_TTL_SECS)
         .await
         .map_err(|error| error.to_string())?;
-    Ok(fired
-        .into_iter()
-        .filter_map(|entry| {
-            let instant = instants.iter().find(|(name, _)| *name == entry)?.1;
-            Some((entry, instant, None))
-        })
-        .collect())
+    let now = Utc::now();
+    Ok(fired.into_iter().map(|entry| (entry, now, None)).collect())
 }
 
 /// Stops this process if [`STOP_BEFORE_LOCK_ENV`] asks for it at this tick.
