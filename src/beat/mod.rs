@@ -100,6 +100,8 @@ pub struct KubeBeat {
 struct Ticking {
     /// The token of the tenure `ledger` was read in.
     tenure: Option<FencingToken>,
+    /// When the tenure began, by the API server's clock.
+    leading_since: Option<DateTime<Utc>>,
     /// The ledger as this tenure read and wrote it.
     ledger: Option<HashMap<String, Entry>>,
     /// A standby tries to take the lead no earlier than this.
@@ -202,9 +204,12 @@ impl KubeBeat {
                 ledger
             }
         };
+        let since = ticking.leading_since;
         let ledger = ticking.ledger.insert(ledger);
         let mut fires = Vec::new();
-        let outcome = self.fire_due(scheduler, ledger, token, &mut fires).await;
+        let outcome = self
+            .fire_due(scheduler, ledger, token, since, &mut fires)
+            .await;
         if let Err(error) = outcome {
             if fires.is_empty() {
                 return Err(error);
@@ -264,6 +269,7 @@ impl KubeBeat {
         drop(lost);
         ticking.tenure = None;
         ticking.ledger = None;
+        ticking.leading_since = None;
         let now = LocalInstant::now();
         if ticking.next_attempt.is_some_and(|next| now < next) {
             return Ok(None);
@@ -282,6 +288,7 @@ impl KubeBeat {
             *leader = Some(guard);
         }
         ticking.tenure = Some(token);
+        ticking.leading_since = self.server_now().ok();
         Ok(Some(token))
     }
 
@@ -292,9 +299,11 @@ impl KubeBeat {
         scheduler: &BeatScheduler,
         ledger: &mut HashMap<String, Entry>,
         token: FencingToken,
+        leading_since: Option<DateTime<Utc>>,
         fires: &mut Vec<Fire>,
     ) -> Result<()> {
         let now = self.server_now()?;
+        let leading_since = leading_since.unwrap_or(now);
         let mut entries: Vec<_> = scheduler
             .list_tasks()
             .values()
@@ -303,11 +312,12 @@ impl KubeBeat {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         for task in entries {
             let last = ledger.get(&task.name).map(|entry| entry.instant);
-            let instants = plan::due(task, last, now).map_err(|error| Error::Schedule {
-                operation: Operation::BeatTick,
-                entry: task.name.clone(),
-                reason: error.to_string(),
-            })?;
+            let instants =
+                plan::due(task, last, now, leading_since).map_err(|error| Error::Schedule {
+                    operation: Operation::BeatTick,
+                    entry: task.name.clone(),
+                    reason: error.to_string(),
+                })?;
             for instant in instants {
                 let mut current = ledger.get(&task.name).cloned();
                 let claimed = self.claim(&mut current, &task.name, instant, token).await;

@@ -5,7 +5,7 @@
 //! replica's own history, so every leader computes the same ones: a new
 //! leader continues where the previous one stopped.
 
-use celers_beat::{CatchupPolicy, ScheduleError, ScheduledTask};
+use celers_beat::{CatchupPolicy, Schedule, ScheduleError, ScheduledTask};
 use chrono::{DateTime, SubsecRound, Utc};
 
 /// Most instants of one entry given out in one tick; a longer catch-up goes
@@ -13,10 +13,13 @@ use chrono::{DateTime, SubsecRound, Utc};
 pub const MAX_FIRES_PER_TICK: usize = 100;
 
 /// The instants of `task` due at `now`, oldest first, given the last instant
-/// fired (`None`: the entry has never fired).
+/// fired (`None`: the entry has never fired) and when this leader's tenure
+/// began (`leading_since`).
 ///
-/// - A new entry fires at once, at `now` to the whole second, as celers-beat
-///   fires an entry that never ran; a one-time entry fires at its instant.
+/// - A new interval entry fires at once, at `now` to the whole second, as
+///   celers-beat fires an entry that never ran; a one-time entry fires at
+///   its instant; a new crontab (or solar) entry fires at its first instant
+///   after the tenure began, not at a moment of no meaning to it.
 /// - Otherwise the instants after `last` up to `now` are due (an instant
 ///   with jitter when its jittered time has come). The latest of them is
 ///   always fired; the older ones are missed, and the entry's
@@ -27,9 +30,18 @@ pub fn due(
     task: &ScheduledTask,
     last: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
+    leading_since: DateTime<Utc>,
 ) -> Result<Vec<DateTime<Utc>>, ScheduleError> {
-    let Some(last) = last else {
-        return Ok(first(task, now).into_iter().collect());
+    let last = match (last, &task.schedule) {
+        (Some(last), _) => last,
+        (None, Schedule::Interval { .. }) => return Ok(vec![now.trunc_subsecs(0)]),
+        (None, Schedule::OneTime { run_at }) => {
+            return Ok((*run_at <= now).then_some(*run_at).into_iter().collect())
+        }
+        (None, _) => {
+            let missed = celers_beat::compute_missed(&task.schedule, leading_since, now)?;
+            return Ok(missed.latest().into_iter().collect());
+        }
     };
     let missed = celers_beat::compute_missed(&task.schedule, last, now)?;
     let mut instants = missed.instants;
@@ -66,20 +78,21 @@ pub fn due(
     Ok(fire)
 }
 
-/// The first instant of an entry that has never fired.
-fn first(task: &ScheduledTask, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    match task.schedule {
-        celers_beat::Schedule::OneTime { run_at } => (run_at <= now).then_some(run_at),
-        _ => Some(now.trunc_subsecs(0)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use celers_beat::{Jitter, Schedule};
+    use celers_beat::Jitter;
     use chrono::TimeZone;
 
     use super::*;
+
+    /// `due` for a tenure that began long ago.
+    fn due(
+        task: &ScheduledTask,
+        last: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, ScheduleError> {
+        super::due(task, last, now, at(-100_000))
+    }
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_800_000_000 + secs, 0)
@@ -180,6 +193,23 @@ mod tests {
         assert_eq!(due(&task, None, at(49)).ok(), Some(vec![]));
         assert_eq!(due(&task, None, at(51)).ok(), Some(vec![at(50)]));
         assert_eq!(due(&task, Some(at(50)), at(99)).ok(), Some(vec![]));
+    }
+
+    #[test]
+    fn a_new_crontab_entry_fires_at_its_first_instant_of_the_tenure() {
+        let task = ScheduledTask::new(
+            "minutely".to_owned(),
+            Schedule::crontab("*", "*", "*", "*", "*"),
+        );
+        // 1_800_000_000 is a whole minute; the tenure began 10 s before it.
+        let since = at(-10);
+        assert_eq!(super::due(&task, None, at(-5), since).ok(), Some(vec![]));
+        assert_eq!(
+            super::due(&task, None, at(3), since).ok(),
+            Some(vec![at(0)])
+        );
+        // A tenure that began after that minute waits for the next one.
+        assert_eq!(super::due(&task, None, at(3), at(1)).ok(), Some(vec![]));
     }
 
     #[test]
