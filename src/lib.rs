@@ -73,6 +73,8 @@
 //! - `celers-beat-03`: [`KubeBeat`], which drives
 //!   celers-beat 0.3's `BeatScheduler` so that each scheduled instant fires
 //!   once across replicas (implies `celers-core-03`).
+//! - `events`: `KubeBeat` records client-go's leader election Events
+//!   (reason `LeaderElection`) on its leader Lease, through kube-runtime.
 //! - `metrics`: Prometheus metrics (prometheus-client) in a registry the
 //!   application passes to the builder; see [Metrics](#metrics).
 //!
@@ -129,7 +131,8 @@ pub use backend::KubeLeaseLockBackend;
 #[cfg(feature = "celers-beat-03")]
 #[cfg_attr(docsrs, doc(cfg(feature = "celers-beat-03")))]
 pub use beat::{
-    Fire, KubeBeat, KubeBeatBuilder, DEFAULT_BEAT_NAME, DEFAULT_LEADER_TTL, DEFAULT_RETRY_PERIOD,
+    Fire, KubeBeat, KubeBeatBuilder, Unhealthy, DEFAULT_BEAT_NAME, DEFAULT_HEALTH_TOLERANCE,
+    DEFAULT_LEADER_TTL, DEFAULT_RETRY_PERIOD,
 };
 pub use config::{KubeLeaseLockBackendBuilder, DEFAULT_FIELD_MANAGER, DEFAULT_LABEL_PREFIX};
 pub use error::{Error, Operation, Result, Target};

@@ -266,3 +266,29 @@ async fn invalid_settings_are_named_and_identities_never_collide() {
     assert_eq!(a.len() + b.len(), 1, "one of the twins fires: {a:?} {b:?}");
     assert!(twin_a.is_leader() != twin_b.is_leader());
 }
+
+#[tokio::test]
+#[ignore = "needs a control plane: run `make test`"]
+async fn a_leader_whose_lease_ended_without_a_tick_is_unhealthy() {
+    let fixture = fixture("beat-health").await;
+    let beat = KubeBeat::builder(fixture.backend().await, "stuck")
+        .leader_ttl(Duration::from_secs(2))
+        .health_tolerance(Duration::from_millis(200))
+        .build()
+        .expect("valid settings");
+    let mut scheduler = scheduler(&[("e", 60)]);
+    beat.tick(&mut scheduler).await.expect("tick");
+    assert!(beat.is_leader());
+    assert_eq!(beat.check_health(), Ok(()));
+    // Someone frees the lock by force; the loop that ticks is stuck, so the
+    // replica still believes it leads until its lease ends.
+    let other = fixture.backend().await;
+    other.force_release(beat.leader_key()).await.expect("force release");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let unhealthy = beat.check_health().expect_err("a stuck leader is unhealthy");
+    assert_eq!(unhealthy.leader_key, "celers-beat/leader");
+    assert!(unhealthy.expired_for > Duration::from_millis(200), "{unhealthy}");
+    // The next tick notices, and the replica is healthy again.
+    beat.tick(&mut scheduler).await.expect("tick");
+    assert_eq!(beat.check_health(), Ok(()));
+}

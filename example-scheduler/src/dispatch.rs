@@ -15,7 +15,6 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use crate::args::{Mode, Settings};
-use crate::operating::Leadership;
 
 /// Fault injection for the paused-replica check: set to N, the replica
 /// stops itself (SIGSTOP) just before its Nth tick as the leader and goes on
@@ -107,7 +106,6 @@ pub async fn run(
     ticker: Ticker,
     owner: String,
     period: Duration,
-    leadership: Leadership,
     mut stop: watch::Receiver<bool>,
 ) -> BeatScheduler {
     let mut leading = None;
@@ -128,7 +126,6 @@ pub async fn run(
                 if leading != Some(now_leading) {
                     let role = if now_leading { "leader" } else { "standby" };
                     tracing::info!(role, owner = %owner, "{ROLE_CHANGED}");
-                    leadership.changed(now_leading, leading == Some(true)).await;
                     leading = Some(now_leading);
                 }
                 fires

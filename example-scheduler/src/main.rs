@@ -22,7 +22,6 @@ use tracing_subscriber::EnvFilter;
 
 use crate::args::{LogFormat, Settings};
 use crate::dispatch::Ticker;
-use crate::operating::Leadership;
 
 /// Exit status for invalid settings, as for command line errors.
 const CONFIG_ERROR: u8 = 2;
@@ -105,16 +104,11 @@ async fn run(settings: Settings) -> Result<(), Failure> {
         .leader_ttl(leader_ttl)
         // Standbys look three times per TTL, as the leader renews.
         .retry_period(leader_ttl / 3)
+        .metrics(&mut registry)
+        .events("celers-beat-scheduler")
         .build()
         .map_err(|error| Failure::Config(error.to_string()))?;
     let beat = Arc::new(beat);
-    let leadership = Leadership::new(
-        client,
-        &namespace,
-        &owner,
-        beat.leader_key(),
-        operating::leader_gauge(&mut registry),
-    );
     let mut scheduler = dispatch::scheduler(&settings).map_err(Failure::Config)?;
     let ticker = Ticker::new(
         settings.mode,
@@ -140,14 +134,18 @@ async fn run(settings: Settings) -> Result<(), Failure> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics_task = (settings.metrics_port != 0).then(|| {
         let addr = SocketAddr::from(([0, 0, 0, 0], settings.metrics_port));
-        tokio::spawn(operating::serve(addr, Arc::new(registry), stop_rx.clone()))
+        tokio::spawn(operating::serve(
+            addr,
+            Arc::new(registry),
+            Arc::clone(&beat),
+            stop_rx.clone(),
+        ))
     });
     let ticks = tokio::spawn(dispatch::run(
         scheduler,
         ticker,
         owner.clone(),
         settings.tick,
-        leadership,
         stop_rx,
     ));
 

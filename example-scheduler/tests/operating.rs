@@ -74,7 +74,10 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
     let acquired = "celers_lock_api_requests_total{verb=\"update\",code=\"200\"}";
     let before = sample(&first, acquired).unwrap_or_else(|| panic!("no {acquired} in:\n{first}"));
     assert_eq!(
-        sample(&first, "leader_election_master_status"),
+        sample(
+            &first,
+            "leader_election_master_status{name=\"celers-beat\"}"
+        ),
         Some(1.0),
         "{first}"
     );
@@ -113,8 +116,9 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
         "-o",
         "jsonpath={range .items[*]}{.reason} {.regarding.kind} {.regarding.name} {.note}{\"\\n\"}{end}",
     ]);
+    // client-go's reason and message; the identity is the pod name.
     let expected = format!(
-        "BecameLeader Lease {} {owner} became the leader",
+        "LeaderElection Lease {} {owner} became leader",
         lease_name("celers-beat/leader")
     );
     assert!(

@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::identity::unique_owner;
+use super::leadership::{Observers, DEFAULT_HEALTH_TOLERANCE};
 use super::ledger::LedgerMarks;
 use super::KubeBeat;
 use crate::error::{Error, Operation, Result};
@@ -26,6 +27,8 @@ const MIN_LEADER_TTL: Duration = Duration::from_secs(2);
 const MAX_LEADER_TTL: Duration = Duration::from_secs(3600);
 /// Shortest retry period accepted.
 const MIN_RETRY_PERIOD: Duration = Duration::from_millis(10);
+/// Longest health tolerance accepted.
+const MAX_HEALTH_TOLERANCE: Duration = Duration::from_secs(3600);
 /// Longest beat name accepted, in bytes (it is part of Lease keys).
 const MAX_NAME_BYTES: usize = 253;
 /// Room left in the owner string for `_` and the random suffix.
@@ -40,6 +43,10 @@ pub struct KubeBeatBuilder {
     name: String,
     leader_ttl: Duration,
     retry_period: Duration,
+    health_tolerance: Duration,
+    observers: Observers,
+    #[cfg(feature = "events")]
+    events_controller: Option<String>,
 }
 
 impl KubeBeatBuilder {
@@ -50,6 +57,10 @@ impl KubeBeatBuilder {
             name: DEFAULT_BEAT_NAME.to_owned(),
             leader_ttl: DEFAULT_LEADER_TTL,
             retry_period: DEFAULT_RETRY_PERIOD,
+            health_tolerance: DEFAULT_HEALTH_TOLERANCE,
+            observers: Observers::default(),
+            #[cfg(feature = "events")]
+            events_controller: None,
         }
     }
 
@@ -77,12 +88,44 @@ impl KubeBeatBuilder {
         self
     }
 
+    /// How long past its lease's end a replica that still believes it leads
+    /// stays healthy for [`KubeBeat::check_health`] (default 20 s, as
+    /// client-go's components pass to `HealthzAdaptor`), at most 1 h.
+    pub fn health_tolerance(mut self, tolerance: Duration) -> Self {
+        self.health_tolerance = tolerance;
+        self
+    }
+
+    /// Registers the gauge `leader_election_master_status{name="<name>"}`
+    /// in `registry` (feature `metrics`): 1 while this replica leads, else
+    /// 0, as client-go's. Default: no gauge.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics(mut self, registry: &mut prometheus_client::registry::Registry) -> Self {
+        self.observers.gauge = Some(super::leadership::register_gauge(registry, &self.name));
+        self
+    }
+
+    /// Records an Event on the leader Lease whenever this replica becomes
+    /// leader or stops leading (feature `events`), as client-go does: reason
+    /// `LeaderElection`, note `<identity> became leader` or `<identity>
+    /// stopped leading`, reported by `controller` (the Events' reporting
+    /// controller). Needs `create` and `patch` on `events.k8s.io` events.
+    /// Default: no Events.
+    #[cfg(feature = "events")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "events")))]
+    pub fn events(mut self, controller: impl Into<String>) -> Self {
+        self.events_controller = Some(controller.into());
+        self
+    }
+
     /// Validates the settings.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] (operation `build`) naming the first invalid
-    /// setting: `identity`, `name`, `leader_ttl` or `retry_period`.
+    /// setting: `identity`, `name`, `leader_ttl`, `retry_period` or
+    /// `health_tolerance`.
     pub fn build(self) -> Result<KubeBeat> {
         let invalid = |setting, reason: String| Error::InvalidConfig {
             operation: Operation::Build,
@@ -132,15 +175,38 @@ impl KubeBeatBuilder {
                 ),
             ));
         }
+        if self.health_tolerance > MAX_HEALTH_TOLERANCE {
+            return Err(invalid(
+                "health_tolerance",
+                format!("{:?} is longer than 1 h", self.health_tolerance),
+            ));
+        }
         let marks = LedgerMarks::new(&self.backend.inner.config.label_prefix);
+        let leader_key = format!("{}/leader", self.name);
+        #[allow(unused_mut)]
+        let mut observers = self.observers;
+        #[cfg(feature = "events")]
+        if let Some(controller) = &self.events_controller {
+            let config = &self.backend.inner.config;
+            observers.events = Some(super::leadership::events::Events::new(
+                self.backend.inner.api.client().clone(),
+                controller,
+                &self.identity,
+                &config.namespace,
+                &crate::naming::lease_name(&leader_key),
+                config.request_timeout,
+            ));
+        }
         Ok(KubeBeat {
             owner: unique_owner(&self.identity),
-            leader_key: format!("{}/leader", self.name),
+            leader_key,
             backend: self.backend,
             identity: self.identity,
             name: self.name,
             leader_ttl: self.leader_ttl,
             retry_period: self.retry_period,
+            health_tolerance: self.health_tolerance,
+            observers,
             marks,
             leader: Mutex::new(None),
             ticking: tokio::sync::Mutex::default(),

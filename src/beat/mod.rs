@@ -4,6 +4,7 @@
 
 mod config;
 mod identity;
+mod leadership;
 mod ledger;
 mod plan;
 mod store;
@@ -22,6 +23,8 @@ use crate::guard::LockGuard;
 use crate::KubeLeaseLockBackend;
 
 pub use config::{KubeBeatBuilder, DEFAULT_BEAT_NAME, DEFAULT_LEADER_TTL, DEFAULT_RETRY_PERIOD};
+use leadership::Observers;
+pub use leadership::{Unhealthy, DEFAULT_HEALTH_TOLERANCE};
 use ledger::{Claim, Entry, LedgerMarks};
 
 /// One scheduled instant of one entry, given out by the leader.
@@ -89,6 +92,8 @@ pub struct KubeBeat {
     leader_key: String,
     leader_ttl: Duration,
     retry_period: Duration,
+    health_tolerance: Duration,
+    observers: Observers,
     marks: LedgerMarks,
     /// The leader guard while this replica leads.
     leader: Mutex<Option<LockGuard>>,
@@ -164,6 +169,32 @@ impl KubeBeat {
             .as_ref()
             .filter(|guard| guard.is_held())
             .map(LockGuard::fencing_token)
+    }
+
+    /// Healthy unless this replica believes it leads (it took the lead and
+    /// no tick has dropped it since) and its lease ended longer than the
+    /// health tolerance ago: a leader whose loop is stuck, to restart, as
+    /// client-go's `HealthzAdaptor` tells. Serve it as the liveness probe.
+    ///
+    /// # Errors
+    ///
+    /// [`Unhealthy`], saying how long the lease has been over.
+    pub fn check_health(&self) -> std::result::Result<(), Unhealthy> {
+        let Ok(leader) = self.leader.lock() else {
+            return Ok(());
+        };
+        let Some(guard) = leader.as_ref() else {
+            return Ok(());
+        };
+        let expired_for = LocalInstant::now().saturating_since(guard.held_until());
+        if expired_for > self.health_tolerance {
+            return Err(Unhealthy {
+                leader_key: self.leader_key.clone(),
+                expired_for,
+                tolerance: self.health_tolerance,
+            });
+        }
+        Ok(())
     }
 
     /// Gives out the instants of `scheduler`'s entries that are due, if this
@@ -248,6 +279,7 @@ impl KubeBeat {
         match guard {
             Some(guard) => {
                 tracing::info!(identity = %self.identity, "stepped down");
+                self.observers.changed(&self.identity, false).await;
                 guard.release().await
             }
             None => Ok(false),
@@ -264,9 +296,10 @@ impl KubeBeat {
         }
         let lost = self.leader.lock().ok().and_then(|mut leader| leader.take());
         if lost.is_some() {
+            drop(lost);
             tracing::warn!(identity = %self.identity, "stopped leading");
+            self.observers.changed(&self.identity, false).await;
         }
-        drop(lost);
         ticking.tenure = None;
         ticking.ledger = None;
         ticking.leading_since = None;
@@ -289,6 +322,7 @@ impl KubeBeat {
         }
         ticking.tenure = Some(token);
         ticking.leading_since = self.server_now().ok();
+        self.observers.changed(&self.identity, true).await;
         Ok(Some(token))
     }
 
