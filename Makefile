@@ -10,9 +10,10 @@ test:
 demo:
 	hack/demo.sh
 
-## Formatting, lints and the library's docs, as CI checks them.
+## Formatting, lints, import circles and the library's docs, as CI checks them.
 lint:
 	cargo fmt --all -- --check
+	hack/import-cycles.sh src
 	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 	K8S_OPENAPI_ENABLED_VERSION=1.37 RUSTDOCFLAGS="-D warnings" \
 		cargo doc -p celers-kube-lease --no-deps --all-features --locked

@@ -7,20 +7,21 @@
 
 use std::sync::{Arc, Mutex};
 
+use chrono::TimeDelta;
 use tracing::Instrument;
 
-use crate::api::LeaseApi;
-use crate::bulk::Sweeper;
-use crate::clock::ServerTime;
+use crate::api::{Failure, LeaseApi};
+use crate::clock::{LocalInstant, ServerTime};
 use crate::config::Config;
 use crate::decision::{self, Step, Write};
-use crate::error::{Error, Operation, Result};
+use crate::error::{Error, Operation, Result, Target};
 use crate::input::{check_key_and_owner, check_ttl};
 use crate::known::Known;
 use crate::lease::{Found, Lease, Marks, Record};
-use crate::metrics::{Held, Metrics};
+use crate::metrics::{self, Held, Metrics};
 use crate::naming::Lock;
 use crate::new_keys::NewKeys;
+use crate::sweeper::Sweeper;
 
 /// A [`DistributedLockBackend`](celers_core::lock::DistributedLockBackend)
 /// that stores each lock as a `coordination.k8s.io/v1` Lease.
@@ -42,6 +43,34 @@ pub(crate) struct Inner {
     /// For the `held` metric.
     pub held: Mutex<Held>,
     pub new_keys: NewKeys,
+}
+
+impl KubeLeaseLockBackend {
+    /// A backend from settings that
+    /// [`KubeLeaseLockBackendBuilder::build`](crate::KubeLeaseLockBackendBuilder::build)
+    /// has validated.
+    pub(crate) fn from_parts(client: kube::Client, config: Config, metrics: Metrics) -> Self {
+        let api = LeaseApi::new(
+            client,
+            &config.namespace,
+            config.field_manager.clone(),
+            config.request_timeout,
+            config.api_server_skew,
+            metrics.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                api,
+                marks: Marks::new(&config.label_prefix),
+                sweeper: Sweeper::new(config.sweep_interval),
+                config,
+                known: Mutex::new(Known::default()),
+                metrics,
+                held: Mutex::default(),
+                new_keys: NewKeys::default(),
+            }),
+        }
+    }
 }
 
 /// Where a decision starts from.
@@ -109,7 +138,7 @@ impl KubeLeaseLockBackend {
         let ttl = check_key_and_owner(op, key, owner).and_then(|()| check_ttl(op, ttl_secs))?;
         let span = tracing::debug_span!("try_acquire", key, owner, ttl_secs);
         let decide = |found: &Found, now| decision::try_acquire(found, owner, ttl, now);
-        let decided = self.run(op, key, decide).instrument(span).await;
+        let decided = self.run(op, &Lock::new(key), decide).instrument(span).await;
         self.observed(op, decided.map(|decided| decided.wrote()))
     }
 
@@ -126,7 +155,7 @@ impl KubeLeaseLockBackend {
         let ttl = check_key_and_owner(op, key, owner).and_then(|()| check_ttl(op, ttl_secs))?;
         let span = tracing::debug_span!("renew", key, owner, ttl_secs);
         let decide = |found: &Found, now| decision::renew(found, owner, ttl, now);
-        let decided = self.run(op, key, decide).instrument(span).await;
+        let decided = self.run(op, &Lock::new(key), decide).instrument(span).await;
         self.observed(op, decided.map(|decided| decided.wrote()))
     }
 
@@ -141,7 +170,7 @@ impl KubeLeaseLockBackend {
         check_key_and_owner(op, key, owner)?;
         let span = tracing::debug_span!("release", key, owner);
         let decide = |found: &Found, _| decision::release(found, owner);
-        let decided = self.run(op, key, decide).instrument(span).await;
+        let decided = self.run(op, &Lock::new(key), decide).instrument(span).await;
         self.observed(op, decided.map(|decided| decided.wrote()))
     }
 
@@ -150,14 +179,13 @@ impl KubeLeaseLockBackend {
     pub(crate) async fn run(
         &self,
         op: Operation,
-        key: &str,
+        lock: &Lock,
         decide: impl Fn(&Found, ServerTime) -> Step,
     ) -> Result<Decided> {
-        let lock = Lock::new(key);
-        let hint = self.remembered(&lock).map(Found::Ours);
+        let hint = self.remembered(lock).map(Found::Ours);
         let hint = hint.or_else(|| self.assume_missing());
         let hint = hint.map_or(Hint::Nothing, Hint::Stale);
-        self.decide_and_write(op, &lock, hint, decide).await
+        self.decide_and_write(op, lock, hint, decide).await
     }
 
     /// A lock this backend knows nothing of is assumed new while that pays
@@ -177,7 +205,7 @@ impl KubeLeaseLockBackend {
     pub(crate) async fn decide_and_write(
         &self,
         op: Operation,
-        lock: &Lock<'_>,
+        lock: &Lock,
         hint: Hint,
         decide: impl Fn(&Found, ServerTime) -> Step,
     ) -> Result<Decided> {
@@ -188,7 +216,7 @@ impl KubeLeaseLockBackend {
         };
         let mut conflicts = 0;
         loop {
-            let now = self.server_time(op, lock)?;
+            let now = self.server_time(op, Some(lock))?;
             match decide(&found, now) {
                 Step::Foreign if fresh => return Err(self.foreign(op, lock)),
                 Step::Answer(_) if fresh => return Ok(Decided::Refused(Some(found))),
@@ -227,7 +255,7 @@ impl KubeLeaseLockBackend {
         }
     }
 
-    pub(crate) async fn read(&self, op: Operation, lock: &Lock<'_>) -> Result<Found> {
+    pub(crate) async fn read(&self, op: Operation, lock: &Lock) -> Result<Found> {
         match self.read_lease(op, lock).await? {
             Some(lease) => self.found_in(op, lock, &lease),
             None => {
@@ -237,7 +265,7 @@ impl KubeLeaseLockBackend {
         }
     }
 
-    pub(crate) async fn read_lease(&self, op: Operation, lock: &Lock<'_>) -> Result<Option<Lease>> {
+    pub(crate) async fn read_lease(&self, op: Operation, lock: &Lock) -> Result<Option<Lease>> {
         self.inner
             .api
             .get(&lock.name)
@@ -247,8 +275,8 @@ impl KubeLeaseLockBackend {
 
     /// What a Lease the server sent (read or watched) is for the lock, which
     /// is remembered.
-    pub(crate) fn found_in(&self, op: Operation, lock: &Lock<'_>, lease: &Lease) -> Result<Found> {
-        let found = if self.inner.marks.key_of(lease) == Some(lock.key) {
+    pub(crate) fn found_in(&self, op: Operation, lock: &Lock, lease: &Lease) -> Result<Found> {
+        let found = if self.inner.marks.key_of(lease) == Some(lock.key.as_str()) {
             Found::Ours(self.record(op, lock, lease)?)
         } else {
             Found::Foreign
@@ -257,11 +285,11 @@ impl KubeLeaseLockBackend {
         Ok(found)
     }
 
-    async fn write(&self, op: Operation, lock: &Lock<'_>, write: Write) -> Result<Written> {
+    async fn write(&self, op: Operation, lock: &Lock, write: Write) -> Result<Written> {
         let (api, marks) = (&self.inner.api, &self.inner.marks);
         let outcome = match &write {
             Write::Create(holding) => api
-                .create(&marks.new_lease(lock.key, &lock.name, holding))
+                .create(&marks.new_lease(&lock.key, &lock.name, holding))
                 .await
                 .map(Some),
             Write::Update {
@@ -313,7 +341,7 @@ impl KubeLeaseLockBackend {
         }
     }
 
-    fn record(&self, op: Operation, lock: &Lock<'_>, lease: &Lease) -> Result<Record> {
+    fn record(&self, op: Operation, lock: &Lock, lease: &Lease) -> Result<Record> {
         Record::from_lease(lease).ok_or_else(|| Error::Unexpected {
             operation: op,
             target: self.target(Some(lock)),
@@ -323,14 +351,95 @@ impl KubeLeaseLockBackend {
 
     /// The server's time now. Every successful response carries a `Date`
     /// header; an API server without one cannot be used safely.
-    pub(crate) fn server_time(&self, op: Operation, lock: &Lock<'_>) -> Result<ServerTime> {
+    pub(crate) fn server_time(&self, op: Operation, lock: Option<&Lock>) -> Result<ServerTime> {
         self.inner
             .api
             .server_time()
             .ok_or_else(|| Error::Unexpected {
                 operation: op,
-                target: self.target(Some(lock)),
+                target: self.target(lock),
                 detail: "the API server sent no Date header, so its clock is unknown".to_owned(),
             })
+    }
+}
+
+/// How the backend names what its errors concern.
+impl KubeLeaseLockBackend {
+    pub(crate) fn target(&self, lock: Option<&Lock>) -> Target {
+        Target {
+            namespace: self.inner.config.namespace.clone(),
+            key: lock.map(|lock| lock.key.clone()),
+            lease: lock.map(|lock| lock.name.clone()),
+        }
+    }
+
+    pub(crate) fn foreign(&self, operation: Operation, lock: &Lock) -> Error {
+        Error::ForeignLease {
+            operation,
+            target: self.target(Some(lock)),
+        }
+    }
+
+    pub(crate) fn failed(&self, op: Operation, lock: Option<&Lock>, failure: Failure) -> Error {
+        failure.into_error(op, self.target(lock), self.inner.config.request_timeout)
+    }
+}
+
+/// The backend's use of what it remembers (see [`Known`]).
+impl KubeLeaseLockBackend {
+    pub(crate) fn remembered(&self, lock: &Lock) -> Option<Record> {
+        self.inner.known.lock().ok()?.get(&lock.name, &lock.key)
+    }
+
+    pub(crate) fn remember(&self, lock: &Lock, found: &Found) {
+        let now = self.inner.api.server_time();
+        if let Ok(mut known) = self.inner.known.lock() {
+            known.remember(&lock.name, &lock.key, found, now, self.sweep_grace());
+        }
+    }
+
+    pub(crate) fn forget(&self, lock: &Lock) {
+        if let Ok(mut known) = self.inner.known.lock() {
+            known.forget(&lock.name);
+        }
+    }
+
+    pub(crate) fn sweep_grace(&self) -> TimeDelta {
+        // Validated to at most 366 days by the builder.
+        TimeDelta::from_std(self.inner.config.sweep_grace).unwrap_or(TimeDelta::MAX)
+    }
+}
+
+/// The backend's records of its calls (see [`Metrics`]).
+impl KubeLeaseLockBackend {
+    /// Counts `result` in the operation metrics and returns it.
+    pub(crate) fn observed(&self, op: Operation, result: Result<bool>) -> Result<bool> {
+        self.metrics_of(op, &result, |answer| *answer);
+        result
+    }
+
+    pub(crate) fn metrics_of<T>(
+        &self,
+        op: Operation,
+        result: &Result<T>,
+        answer: impl Fn(&T) -> bool,
+    ) {
+        let label = match result {
+            Ok(value) => metrics::result_of(op, answer(value)),
+            Err(error) => metrics::result_of_error(error),
+        };
+        self.inner.metrics.operation(op, label);
+    }
+
+    /// Notes what a write left of the lock, for the `held` metric.
+    pub(crate) fn note_held(&self, lock: &Lock, found: &Found) {
+        if !self.inner.metrics.enabled() {
+            return;
+        }
+        let Ok(mut held) = self.inner.held.lock() else {
+            return;
+        };
+        let count = held.note(&lock.name, found, LocalInstant::now());
+        self.inner.metrics.set_held(count);
     }
 }

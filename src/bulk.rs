@@ -1,16 +1,11 @@
 //! Deletes across listed Leases: `release_all`, `sweep_expired`, and the
 //! sweep that runs in the background.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use futures::stream::{self, StreamExt};
-
 use tracing::Instrument;
 
 use crate::backend::{Decided, Hint, KubeLeaseLockBackend};
-use crate::clock::{LocalInstant, ServerTime};
+use crate::clock::ServerTime;
 use crate::decision;
 use crate::decision::Step;
 use crate::error::{Error, Operation, Result};
@@ -102,7 +97,7 @@ impl KubeLeaseLockBackend {
                 .collect();
             let outcomes: Vec<Result<Decided>> = stream::iter(candidates)
                 .map(|(key, found)| async move {
-                    let lock = Lock::new(&key);
+                    let lock = Lock::new(key);
                     self.decide_and_write(op, &lock, Hint::Stale(found), decide)
                         .await
                 })
@@ -192,11 +187,7 @@ impl Pages {
                 }
                 Err(failure) => return Err(backend.failed(op, None, failure)),
             };
-            let now = api.server_time().ok_or_else(|| Error::Unexpected {
-                operation: op,
-                target: backend.target(None),
-                detail: "the API server sent no Date header, so its clock is unknown".to_owned(),
-            })?;
+            let now = backend.server_time(op, None)?;
             self.continue_token = page
                 .metadata
                 .continue_token
@@ -204,82 +195,5 @@ impl Pages {
             self.done = self.continue_token.is_none();
             return Ok(Some((page.items, now)));
         }
-    }
-}
-
-/// When the background sweep last started, and whether it is running.
-#[derive(Debug)]
-pub(crate) struct Sweeper {
-    interval: Option<Duration>,
-    last: Mutex<LocalInstant>,
-    running: Arc<AtomicBool>,
-}
-
-/// Marks a sweep as running until dropped, even if the sweep panics or its
-/// task is dropped.
-pub(crate) struct Running(Arc<AtomicBool>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl Sweeper {
-    pub fn new(interval: Option<Duration>) -> Self {
-        Self {
-            interval,
-            last: Mutex::new(LocalInstant::now()),
-            running: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// `Some` if a sweep is due and none is running: it is then marked as
-    /// running until the returned guard is dropped.
-    fn start(&self) -> Option<Running> {
-        let interval = self.interval?;
-        {
-            let mut last = self.last.lock().ok()?;
-            let now = LocalInstant::now();
-            if now.saturating_since(*last) < interval {
-                return None;
-            }
-            *last = now;
-        }
-        (!self.running.swap(true, Ordering::AcqRel)).then(|| Running(Arc::clone(&self.running)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sweeps_start_only_when_due_and_never_twice_at_once() {
-        let sweeper = Sweeper::new(Some(Duration::from_nanos(1)));
-        std::thread::sleep(Duration::from_millis(1));
-        let running = sweeper.start();
-        assert!(running.is_some());
-        std::thread::sleep(Duration::from_millis(1));
-        assert!(sweeper.start().is_none(), "one is running");
-        drop(running);
-        std::thread::sleep(Duration::from_millis(1));
-        assert!(sweeper.start().is_some(), "the guard ended it");
-        assert!(Sweeper::new(None).start().is_none(), "off");
-        let slow = Sweeper::new(Some(Duration::from_secs(3600)));
-        assert!(slow.start().is_none(), "not due yet");
-    }
-
-    #[test]
-    fn a_panicking_sweep_does_not_stop_sweeps_for_good() {
-        let sweeper = Sweeper::new(Some(Duration::from_nanos(1)));
-        std::thread::sleep(Duration::from_millis(1));
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _running = sweeper.start();
-            panic!("a sweep failed badly");
-        }));
-        assert!(caught.is_err());
-        std::thread::sleep(Duration::from_millis(1));
-        assert!(sweeper.start().is_some());
     }
 }

@@ -11,36 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::clock::{self, ServerTime};
-use crate::lease::{Found, Lease, Record};
-
-/// The spec a write gives the lock.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Holding {
-    /// New `holderIdentity`.
-    pub holder: String,
-    /// New `leaseDurationSeconds`.
-    pub duration_secs: i32,
-    /// New `acquireTime`.
-    pub acquire_time: DateTime<Utc>,
-    /// New `renewTime`.
-    pub renew_time: DateTime<Utc>,
-    /// New `leaseTransitions`.
-    pub transitions: i32,
-    /// What the write does to the fencing-token annotation.
-    pub token: TokenNote,
-}
-
-/// What a write does to the annotation that records the fencing token of
-/// the tenure (so that people can see it; the lock never reads it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenNote {
-    /// Leave it: the tenure goes on (or the Lease is new).
-    Keep,
-    /// Record this guard's token.
-    Record(u64),
-    /// Remove it: a new tenure starts, whose token is not known yet.
-    Remove,
-}
+use crate::lease::{Found, Holding, Lease, Record, TokenNote};
 
 /// A write, conditional on the state it was decided from.
 #[derive(Clone, Debug, PartialEq, Eq)]

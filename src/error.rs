@@ -3,10 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::api::Failure;
-use crate::backend::KubeLeaseLockBackend;
-use crate::naming::Lock;
-
 /// A result of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -302,28 +298,6 @@ impl Error {
             | Self::Unexpected { .. }
             | Self::Contended { .. } => Class::Broker,
         }
-    }
-}
-
-/// How the backend names what its errors concern.
-impl KubeLeaseLockBackend {
-    pub(crate) fn target(&self, lock: Option<&Lock<'_>>) -> Target {
-        Target {
-            namespace: self.inner.config.namespace.clone(),
-            key: lock.map(|lock| lock.key.to_owned()),
-            lease: lock.map(|lock| lock.name.clone()),
-        }
-    }
-
-    pub(crate) fn foreign(&self, operation: Operation, lock: &Lock<'_>) -> Error {
-        Error::ForeignLease {
-            operation,
-            target: self.target(Some(lock)),
-        }
-    }
-
-    pub(crate) fn failed(&self, op: Operation, lock: Option<&Lock<'_>>, failure: Failure) -> Error {
-        failure.into_error(op, self.target(lock), self.inner.config.request_timeout)
     }
 }
 

@@ -50,9 +50,10 @@ impl KubeLeaseLockBackend {
         let span = tracing::debug_span!("try_lock", key, owner, ttl_secs);
         let guard = async {
             let sent = LocalInstant::now();
+            let lock = Lock::new(key);
             let decide = |found: &Found, now| decision::lock(found, owner, ttl_secs, now);
-            match self.run(op, key, decide).await? {
-                Decided::Wrote(found) => self.guard(op, key, found, sent, ttl).await.map(Some),
+            match self.run(op, &lock, decide).await? {
+                Decided::Wrote(found) => self.guard(op, lock, found, sent, ttl).await.map(Some),
                 Decided::Refused(_) => Ok(None),
             }
         }
@@ -94,7 +95,7 @@ impl KubeLeaseLockBackend {
             let lock = Lock::new(key);
             let decide = |found: &Found, now| decision::lock(found, owner, ttl_secs, now);
             match self.wait_and_write(op, &lock, decide, deadline).await? {
-                Some((found, sent)) => self.guard(op, key, found, sent, ttl).await.map(Some),
+                Some((found, sent)) => self.guard(op, lock, found, sent, ttl).await.map(Some),
                 None => Ok(None),
             }
         }
@@ -108,12 +109,11 @@ impl KubeLeaseLockBackend {
     async fn guard(
         &self,
         op: Operation,
-        key: &str,
+        lock: Lock,
         found: Found,
         sent: LocalInstant,
         ttl: Duration,
     ) -> Result<LockGuard> {
-        let lock = Lock::new(key);
         let unexpected = |detail: &str| Error::Unexpected {
             operation: op,
             target: self.target(Some(&lock)),
@@ -128,7 +128,7 @@ impl KubeLeaseLockBackend {
         let token = FencingToken::from_resource_version(&record.resource_version);
         let (Some(token), Ok(runtime)) = (token, runtime) else {
             let resource_version = record.resource_version.clone();
-            let released = self.release_tenure(op, key, &tenure, record).await;
+            let released = self.release_tenure(op, &lock, &tenure, record).await;
             if let Err(error) = released {
                 tracing::warn!(%error, "releasing a lock that cannot be guarded failed");
             }
@@ -145,7 +145,7 @@ impl KubeLeaseLockBackend {
         let renew_every = ttl / self.inner.config.guard_renewals_per_ttl;
         let shared = Arc::new(Shared {
             backend: self.clone(),
-            key: key.to_owned(),
+            lock,
             tenure,
             token,
             ttl,
@@ -165,14 +165,13 @@ impl KubeLeaseLockBackend {
     async fn release_tenure(
         &self,
         op: Operation,
-        key: &str,
+        lock: &Lock,
         tenure: &Tenure,
         record: Record,
     ) -> Result<bool> {
-        let lock = Lock::new(key);
         let decide = |found: &Found, _| decision::release_tenure(found, tenure);
         let hint = Hint::Stale(Found::Ours(record));
-        let decided = self.decide_and_write(op, &lock, hint, decide).await?;
+        let decided = self.decide_and_write(op, lock, hint, decide).await?;
         Ok(decided.wrote())
     }
 }
@@ -204,7 +203,8 @@ pub struct LockGuard {
 #[derive(Debug)]
 struct Shared {
     backend: KubeLeaseLockBackend,
-    key: String,
+    /// The lock, with its Lease name computed once.
+    lock: Lock,
     tenure: Tenure,
     token: FencingToken,
     ttl: Duration,
@@ -223,7 +223,7 @@ struct Held {
 impl LockGuard {
     /// The lock's key.
     pub fn key(&self) -> &str {
-        &self.shared.key
+        &self.shared.lock.key
     }
 
     /// The owner holding it.
@@ -320,7 +320,7 @@ impl Shared {
             return Ok(false);
         };
         self.backend
-            .release_tenure(Operation::Release, &self.key, &self.tenure, record)
+            .release_tenure(Operation::Release, &self.lock, &self.tenure, record)
             .await
     }
 
@@ -330,14 +330,13 @@ impl Shared {
         let Some(record) = self.record() else {
             return Ok(None);
         };
-        let lock = Lock::new(&self.key);
         let ttl_secs = i32::try_from(self.ttl.as_secs()).unwrap_or(i32::MAX);
         let decide =
             |found: &Found, now| decision::renew_tenure(found, &self.tenure, ttl_secs, now);
         let hint = Hint::Stale(Found::Ours(record));
         match self
             .backend
-            .decide_and_write(Operation::Renew, &lock, hint, decide)
+            .decide_and_write(Operation::Renew, &self.lock, hint, decide)
             .await?
         {
             Decided::Wrote(Found::Ours(record)) => Ok(Some(record)),
@@ -356,7 +355,7 @@ async fn renew(shared: Arc<Shared>, every: Duration) {
         let now = LocalInstant::now();
         let deadline = shared.deadline();
         if now >= deadline {
-            tracing::warn!(key = %shared.key, "lock guard lost its lock: no renewal in time");
+            tracing::warn!(key = %shared.lock.key, "lock guard lost its lock: no renewal in time");
             shared.lost.cancel();
             return;
         }
@@ -378,16 +377,16 @@ async fn renew(shared: Arc<Shared>, every: Duration) {
                 next = sent.saturating_add(every);
             }
             Ok(Ok(None)) => {
-                tracing::warn!(key = %shared.key, "lock guard lost its lock: not held any more");
+                tracing::warn!(key = %shared.lock.key, "lock guard lost its lock: not held any more");
                 shared.lost.cancel();
                 return;
             }
             Ok(Err(error)) => {
-                tracing::warn!(key = %shared.key, %error, "lock guard renewal failed");
+                tracing::warn!(key = %shared.lock.key, %error, "lock guard renewal failed");
                 next = LocalInstant::now().saturating_add(retry_after);
             }
             Err(_) => {
-                tracing::warn!(key = %shared.key, "lock guard renewal timed out");
+                tracing::warn!(key = %shared.lock.key, "lock guard renewal timed out");
                 next = LocalInstant::now().saturating_add(retry_after);
             }
         }

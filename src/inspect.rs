@@ -114,7 +114,7 @@ impl KubeLeaseLockBackend {
         let span = tracing::debug_span!("read", %op, key);
         async {
             let found = self.read(op, &lock).await?;
-            let now = self.server_time(op, &lock)?;
+            let now = self.server_time(op, Some(&lock))?;
             match decision::live_holder(&found, now) {
                 Ok(holder) => Ok(holder.map(str::to_owned)),
                 Err(decision::Foreign) => Err(self.foreign(op, &lock)),
@@ -167,7 +167,7 @@ impl KubeLeaseLockBackend {
         let Some(lease) = self.read_lease(op, &lock).await? else {
             return Ok(None);
         };
-        let now = self.server_time(op, &lock)?;
+        let now = self.server_time(op, Some(&lock))?;
         match self.found_in(op, &lock, &lease)? {
             Found::Ours(record) => Ok(Some(LockInfo::new(
                 key,

@@ -11,11 +11,9 @@ use std::collections::HashMap;
 
 use chrono::TimeDelta;
 
-use crate::backend::KubeLeaseLockBackend;
 use crate::clock::ServerTime;
 use crate::decision;
 use crate::lease::{Found, Record};
-use crate::naming::Lock;
 
 /// Most lock states remembered at once.
 pub const CAPACITY: usize = 1024;
@@ -97,31 +95,6 @@ impl Known {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-}
-
-/// The backend's use of what it remembers.
-impl KubeLeaseLockBackend {
-    pub(crate) fn remembered(&self, lock: &Lock<'_>) -> Option<Record> {
-        self.inner.known.lock().ok()?.get(&lock.name, lock.key)
-    }
-
-    pub(crate) fn remember(&self, lock: &Lock<'_>, found: &Found) {
-        let now = self.inner.api.server_time();
-        if let Ok(mut known) = self.inner.known.lock() {
-            known.remember(&lock.name, lock.key, found, now, self.sweep_grace());
-        }
-    }
-
-    pub(crate) fn forget(&self, lock: &Lock<'_>) {
-        if let Ok(mut known) = self.inner.known.lock() {
-            known.forget(&lock.name);
-        }
-    }
-
-    pub(crate) fn sweep_grace(&self) -> TimeDelta {
-        // Validated to at most 366 days by the builder.
-        TimeDelta::from_std(self.inner.config.sweep_grace).unwrap_or(TimeDelta::MAX)
     }
 }
 

@@ -15,7 +15,6 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::decision::{Holding, TokenNote};
 use crate::naming;
 
 /// Value of `app.kubernetes.io/managed-by` on every Lease this crate creates.
@@ -315,6 +314,35 @@ impl Record {
         let duration = self.duration_secs.filter(|secs| *secs > 0)?;
         since.checked_add_signed(TimeDelta::seconds(i64::from(duration)))
     }
+}
+
+/// The spec a write gives the lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holding {
+    /// New `holderIdentity`.
+    pub holder: String,
+    /// New `leaseDurationSeconds`.
+    pub duration_secs: i32,
+    /// New `acquireTime`.
+    pub acquire_time: DateTime<Utc>,
+    /// New `renewTime`.
+    pub renew_time: DateTime<Utc>,
+    /// New `leaseTransitions`.
+    pub transitions: i32,
+    /// What the write does to the fencing-token annotation.
+    pub token: TokenNote,
+}
+
+/// What a write does to the annotation that records the fencing token of
+/// the tenure (so that people can see it; the lock never reads it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenNote {
+    /// Leave it: the tenure goes on (or the Lease is new).
+    Keep,
+    /// Record this guard's token.
+    Record(u64),
+    /// Remove it: a new tenure starts, whose token is not known yet.
+    Remove,
 }
 
 /// Formats a MicroTime as Kubernetes requires: RFC 3339 in UTC with exactly

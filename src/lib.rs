@@ -106,10 +106,23 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+// The modules, bottom up; none imports one above it, and
+// hack/import-cycles.sh checks that no two import each other in a circle:
+// - leaves: error, clock, naming, fencing, new_keys; input and config (the
+//   validated settings) check arguments and settings into errors;
+// - the wire types: lease;
+// - the pure core: decision;
+// - I/O and what the backend keeps: metrics, api, known, sweeper;
+// - the backend (backend) and its operations (bulk, guard, wait, inspect,
+//   celers), whose `impl KubeLeaseLockBackend` blocks are split by file;
+// - the builder: builder;
+// - celers-beat on top of the backend: beat (its own pure core, ledger and
+//   plan, under its I/O, store, and its KubeBeat).
 mod api;
 mod backend;
 #[cfg(feature = "celers-beat-03")]
 mod beat;
+mod builder;
 mod bulk;
 mod celers;
 mod clock;
@@ -125,6 +138,7 @@ mod lease;
 mod metrics;
 mod naming;
 mod new_keys;
+mod sweeper;
 mod wait;
 
 pub use backend::KubeLeaseLockBackend;
@@ -134,7 +148,8 @@ pub use beat::{
     Fire, KubeBeat, KubeBeatBuilder, Unhealthy, DEFAULT_BEAT_NAME, DEFAULT_HEALTH_TOLERANCE,
     DEFAULT_LEADER_TTL, DEFAULT_RETRY_PERIOD,
 };
-pub use config::{KubeLeaseLockBackendBuilder, DEFAULT_FIELD_MANAGER, DEFAULT_LABEL_PREFIX};
+pub use builder::KubeLeaseLockBackendBuilder;
+pub use config::{DEFAULT_FIELD_MANAGER, DEFAULT_LABEL_PREFIX};
 pub use error::{Error, Operation, Result, Target};
 pub use fencing::FencingToken;
 pub use guard::LockGuard;

@@ -5,11 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::backend::KubeLeaseLockBackend;
 use crate::clock::LocalInstant;
-use crate::error::{Operation, Result};
+use crate::error::Operation;
 use crate::lease::Found;
-use crate::naming::Lock;
 
 #[cfg(feature = "metrics")]
 pub use enabled::Metrics;
@@ -175,53 +173,6 @@ mod disabled {
     }
 }
 
-/// The backend's records of its calls.
-impl KubeLeaseLockBackend {
-    /// Counts `result` in the operation metrics and returns it.
-    pub(crate) fn observed(&self, op: Operation, result: Result<bool>) -> Result<bool> {
-        self.metrics_of(op, &result, |answer| *answer);
-        result
-    }
-
-    pub(crate) fn metrics_of<T>(
-        &self,
-        op: Operation,
-        result: &Result<T>,
-        answer: impl Fn(&T) -> bool,
-    ) {
-        let label = match result {
-            Ok(value) => result_of(op, answer(value)),
-            Err(error) => result_of_error(error),
-        };
-        self.inner.metrics.operation(op, label);
-    }
-
-    /// Notes what a write left of the lock, for the `held` metric.
-    pub(crate) fn note_held(&self, lock: &Lock<'_>, found: &Found) {
-        if !self.inner.metrics.enabled() {
-            return;
-        }
-        let Ok(mut held) = self.inner.held.lock() else {
-            return;
-        };
-        let now = LocalInstant::now();
-        match found {
-            Found::Ours(record) if record.holder.is_some() => {
-                let ttl = record
-                    .duration_secs
-                    .and_then(|secs| u64::try_from(secs).ok());
-                let until = now.saturating_add(Duration::from_secs(ttl.unwrap_or(0)));
-                held.until.insert(lock.name.clone(), until);
-            }
-            _ => {
-                held.until.remove(&lock.name);
-            }
-        }
-        held.prune(now);
-        self.inner.metrics.set_held(held.until.len());
-    }
-}
-
 /// The locks this backend's last writes hold, with their local end.
 #[derive(Debug, Default)]
 pub(crate) struct Held {
@@ -230,6 +181,25 @@ pub(crate) struct Held {
 }
 
 impl Held {
+    /// Notes what a write left of the lock in the Lease `name` at local
+    /// time `now`, and returns how many locks are held.
+    pub fn note(&mut self, name: &str, found: &Found, now: LocalInstant) -> usize {
+        match found {
+            Found::Ours(record) if record.holder.is_some() => {
+                let ttl = record
+                    .duration_secs
+                    .and_then(|secs| u64::try_from(secs).ok());
+                let until = now.saturating_add(Duration::from_secs(ttl.unwrap_or(0)));
+                self.until.insert(name.to_owned(), until);
+            }
+            _ => {
+                self.until.remove(name);
+            }
+        }
+        self.prune(now);
+        self.until.len()
+    }
+
     /// Forgets the locks whose TTL has run out, at most once a second: a
     /// backend holding many locks would otherwise pay for all of them on
     /// every write.

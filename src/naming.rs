@@ -51,18 +51,18 @@ pub fn owner_label_value(owner: &str) -> String {
     format!("{readable}-{}", short_hash(owner))
 }
 
-/// One lock: its key and the name of its Lease.
-pub struct Lock<'a> {
-    pub key: &'a str,
+/// One lock: its key and the name of its Lease, computed once (a hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lock {
+    pub key: String,
     pub name: String,
 }
 
-impl<'a> Lock<'a> {
-    pub fn new(key: &'a str) -> Self {
-        Self {
-            key,
-            name: lease_name(key),
-        }
+impl Lock {
+    pub fn new(key: impl Into<String>) -> Self {
+        let key = key.into();
+        let name = lease_name(&key);
+        Self { key, name }
     }
 }
 

@@ -1,4 +1,12 @@
 //! Waiting for a lock: a watch of its one Lease drives each new attempt.
+//!
+//! The watch is hand-rolled rather than kube-runtime's `watcher` because a
+//! waiter needs less and would pay for more: it has just read the Lease and
+//! resumes from the resourceVersion it saw, where the watcher starts with a
+//! LIST (and lists again when its version is too old); each watch is bounded
+//! by the waiter's own deadline, and a lost watch means one fresh read and a
+//! new decision, not a re-listed cache; and the library needs no `runtime`
+//! feature of kube.
 
 use std::time::Duration;
 
@@ -38,7 +46,7 @@ impl KubeLeaseLockBackend {
     pub(crate) async fn wait_and_write(
         &self,
         op: Operation,
-        lock: &Lock<'_>,
+        lock: &Lock,
         decide: impl Fn(&Found, ServerTime) -> Step,
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Option<(Found, LocalInstant)>> {
@@ -75,7 +83,7 @@ impl KubeLeaseLockBackend {
     async fn next_change(
         &self,
         op: Operation,
-        lock: &Lock<'_>,
+        lock: &Lock,
         watch: &mut Watch,
         expiry: Option<DateTime<Utc>>,
         deadline: Option<tokio::time::Instant>,
@@ -187,7 +195,7 @@ impl Watch {
         &mut self,
         backend: &KubeLeaseLockBackend,
         op: Operation,
-        lock: &Lock<'_>,
+        lock: &Lock,
         secs: u32,
     ) -> Result<&mut Events> {
         if self.events.is_none() {

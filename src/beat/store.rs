@@ -115,7 +115,7 @@ impl KubeBeat {
         }
     }
 
-    async fn read_entry(&self, lock: &Lock<'_>, entry: &str) -> Result<Option<Entry>> {
+    async fn read_entry(&self, lock: &Lock, entry: &str) -> Result<Option<Entry>> {
         let lease = self
             .backend
             .inner
