@@ -91,6 +91,7 @@
 //! | `celers_lock_api_requests_total` | counter | `verb`, `code` | API requests by verb (`get`, `create`, `update`, `delete`, `list`, `watch`) and HTTP status (`timeout`, `transport` when there is none) |
 //! | `celers_lock_api_request_duration_seconds` | histogram | `verb` | their latency |
 //! | `celers_lock_conflicts_total` | counter | | conditional writes rejected (409, or 404 on a write) |
+//! | `celers_lock_shared_owner_total` | counter | | writes that kept a live lock of the same owner written by another backend instance (one owner string in two processes; warned once per key) |
 //! | `celers_lock_held` | gauge | | locks this backend holds by its last writes (not yet released, nor past their TTL) |
 //! | `celers_lock_sweeps_total` | counter | | sweeps that completed |
 //! | `celers_lock_swept_leases_total` | counter | | Leases they deleted |

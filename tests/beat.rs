@@ -283,11 +283,19 @@ async fn a_leader_whose_lease_ended_without_a_tick_is_unhealthy() {
     // Someone frees the lock by force; the loop that ticks is stuck, so the
     // replica still believes it leads until its lease ends.
     let other = fixture.backend().await;
-    other.force_release(beat.leader_key()).await.expect("force release");
+    other
+        .force_release(beat.leader_key())
+        .await
+        .expect("force release");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let unhealthy = beat.check_health().expect_err("a stuck leader is unhealthy");
+    let unhealthy = beat
+        .check_health()
+        .expect_err("a stuck leader is unhealthy");
     assert_eq!(unhealthy.leader_key, "celers-beat/leader");
-    assert!(unhealthy.expired_for > Duration::from_millis(200), "{unhealthy}");
+    assert!(
+        unhealthy.expired_for > Duration::from_millis(200),
+        "{unhealthy}"
+    );
     // The next tick notices, and the replica is healthy again.
     beat.tick(&mut scheduler).await.expect("tick");
     assert_eq!(beat.check_health(), Ok(()));

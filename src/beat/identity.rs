@@ -1,8 +1,6 @@
 //! Who a replica is: its identity (the pod name), and the owner string its
 //! leader lock is held under, which no other process can present.
 
-use std::hash::{BuildHasher, Hasher};
-
 use crate::error::{Error, Operation, Result};
 
 /// The environment variables [`identity_from_env`] reads, in order.
@@ -34,10 +32,7 @@ pub(crate) fn identity_from(var: impl Fn(&str) -> Option<String>) -> Result<Stri
 /// same identity (a reused pod name, a copied environment) still hold the
 /// leader lock under different owners, so the lock excludes one of them.
 pub(crate) fn unique_owner(identity: &str) -> String {
-    // RandomState is seeded from the operating system's randomness.
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    format!("{identity}_{:016x}", hasher.finish())
+    format!("{identity}_{}", crate::naming::random_suffix())
 }
 
 #[cfg(test)]
