@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `make demo`: three replicas of the example beat scheduler share Lease locks
-# on the local control plane. Half-way through, the leader is SIGKILLed; at the
-# end the others get SIGTERM. Then a summary: runs scheduled, executed,
-# executed twice (must be 0), missed, how long failover took, and the Leases
-# as `kubectl get leases` shows them.
+# `make demo`: three replicas of the example scheduler (a stock celers-beat
+# BeatScheduler with interval and crontab entries, driven by KubeBeat) on the
+# local control plane. Half-way through, the leader is SIGKILLed; at the end
+# the others get SIGTERM. Then a summary: per entry the instants fired, fired
+# twice (must be 0) and skipped beyond the failover bound (must be 0), how
+# long failover took, and the Leases as `kubectl get leases` shows them.
 #
 # Needs only Rust and Go: hack/control-plane.sh builds etcd, kube-apiserver and
 # kubectl from source the first time. A control plane that is already up (in
@@ -12,16 +13,18 @@
 #
 # Environment:
 #   DEMO_SECS      how long the replicas run (default 30)
-#   DEMO_INTERVAL  seconds between two runs of each task (default 2)
-#   DEMO_TTL       TTL of the locks, seconds (default 6)
-#   DEMO_TASKS     number of tasks (default 3)
+#   DEMO_INTERVAL  task i runs every (i + 1) x this many seconds (default 1)
+#   DEMO_TTL       TTL of the leader lock, seconds (default 6)
+#   DEMO_TASKS     number of interval tasks (default 3); a crontab entry
+#                  `cron` fires every minute besides
 #
-# Exit status: non-zero if a run was executed twice, the standby did not take
-# over, or a replica did not exit cleanly on SIGTERM.
+# Exit status: non-zero if an instant was fired twice or skipped beyond the
+# failover bound, the standby did not take over, or a replica did not exit
+# cleanly on SIGTERM.
 set -euo pipefail
 
 readonly secs=${DEMO_SECS:-30}
-readonly interval=${DEMO_INTERVAL:-2}
+readonly interval=${DEMO_INTERVAL:-1}
 readonly ttl=${DEMO_TTL:-6}
 readonly tasks=${DEMO_TASKS:-3}
 readonly replicas=(replica-a replica-b replica-c)
@@ -35,7 +38,7 @@ source "$root/hack/lib.sh"
 for value in "$secs" "$interval" "$ttl" "$tasks"; do
   [[ $value =~ ^[1-9][0-9]*$ ]] || die "DEMO_SECS, DEMO_INTERVAL, DEMO_TTL and DEMO_TASKS must be positive integers"
 done
-((ttl > interval)) || die "DEMO_TTL must be greater than DEMO_INTERVAL"
+((ttl >= 2)) || die "DEMO_TTL must be at least 2"
 ((secs >= 4 * ttl)) || die "DEMO_SECS must be at least 4 x DEMO_TTL, to leave time for the failover"
 
 # Microseconds since the epoch.
@@ -113,8 +116,9 @@ narrate() {
     case $message in
       "role changed") printf '  %s  %-9s  is the %s\n' "$elapsed" "$name" "$(json_field role "$line")" ;;
       "executed run")
-        printf '  %s  %-9s  executed %s, run %s\n' "$elapsed" "$name" \
-          "$(json_field task "$line")" "$(json_field run "$line")" ;;
+        printf '  %s  %-9s  fired %s at %s (token %s)\n' "$elapsed" "$name" \
+          "$(json_field task "$line")" "$(date -u -d "@$(json_field run "$line")" +%T)" \
+          "$(json_field token "$line")" ;;
       "released locks"*) printf '  %s  %-9s  released its locks and exited\n' "$elapsed" "$name" ;;
       *)
         case $(json_field level "$line") in
@@ -125,11 +129,11 @@ narrate() {
   touch "$work/$name.done"
 }
 
-say "running ${replicas[*]} for ${secs}s (namespace $namespace, ${tasks} tasks every ${interval}s, TTL ${ttl}s)"
+say "running ${replicas[*]} for ${secs}s (namespace $namespace, ${tasks} tasks every ${interval}s, $((2 * interval))s, ..., a crontab entry every minute, leader TTL ${ttl}s)"
 t0=$(now_us)
 for name in "${replicas[@]}"; do
   POD_NAME=$name POD_NAMESPACE=$namespace KUBECONFIG=$kubeconfig RUST_LOG=info LOG_FORMAT=json METRICS_PORT=0 \
-    "$bin" --interval-secs "$interval" --ttl-secs "$ttl" --tasks "$tasks" \
+    "$bin" --interval-secs "$interval" --ttl-secs "$ttl" --tasks "$tasks" --crontab "* * * * *" \
     > >(narrate "$name") 2>&1 &
   pid[$name]=$!
 done
@@ -142,9 +146,10 @@ sleep_until() {
 
 # ---- kill the leader half-way ---------------------------------------------------
 sleep_until $((secs / 2))
+# The holder is <pod name>_<random suffix>.
 leader=$(kubectl -n "$namespace" get leases -o \
   'jsonpath={range .items[*]}{.metadata.annotations.celers\.io/lock-key}{" "}{.spec.holderIdentity}{"\n"}{end}' |
-  awk '$1 == "beat_leader" { print $2 }')
+  awk '$1 == "celers-beat/leader" { sub(/_[0-9a-f]+$/, "", $2); print $2 }')
 [[ -n $leader && -n ${pid[$leader]:-} ]] || die "no replica holds the leader Lease (holder: '${leader}')"
 printf '\n  --- the leader Lease names %s: SIGKILL it (no chance to release anything) ---\n\n' "$leader"
 killed_at=$(now_us)
@@ -176,7 +181,9 @@ say "summary (celers-beat-runs, from the replicas' JSON logs)"
 logs=()
 for name in "${replicas[@]}"; do logs+=("$name=$work/$name.log"); touch "$work/$name.log"; done
 runs_ok=1
-"$check_runs" --tasks "$tasks" --interval "$interval" \
+# A gap may include a failover: the TTL, a third of it (the standbys' retry
+# period) and 2 s for the clock's uncertainty and the tick.
+"$check_runs" --failover-bound "$((ttl + ttl / 3 + 2))" --fail-on-skipped \
   --failover-after "$((killed_at / 1000))" --dead "$leader" "${logs[@]}" || runs_ok=0
 echo
 printf '  %-10s  %s\n' REPLICA "HOW IT ENDED"
@@ -194,22 +201,22 @@ show_tail() {
   printf '%s\n' "$out" | head -n 1
   printf '%s\n' "$out" | tail -n +2 | tail -n 8
 }
-show_tail "kubectl -n $namespace get leases -L celers.io/lock-owner --sort-by=.spec.renewTime" \
-  kubectl -n "$namespace" get leases -L celers.io/lock-owner --sort-by=.spec.renewTime
-show_tail "the same Leases: lock key, holder, renewTime, TTL" \
-  kubectl -n "$namespace" get leases --sort-by=.spec.renewTime -o \
-  'custom-columns=NAME:.metadata.name,KEY:.metadata.annotations.celers\.io/lock-key,HOLDER:.spec.holderIdentity,RENEWED:.spec.renewTime,TTL:.spec.leaseDurationSeconds'
+show_tail "kubectl -n $namespace get leases -l celers.io/beat=celers-beat" \
+  kubectl -n "$namespace" get leases -l celers.io/beat=celers-beat
+show_tail "the same Leases: entry, last instant fired, the leader's fencing token" \
+  kubectl -n "$namespace" get leases -l celers.io/beat=celers-beat -o \
+  'custom-columns=NAME:.metadata.name,ENTRY:.metadata.annotations.celers\.io/beat-entry,LAST FIRED:.metadata.annotations.celers\.io/beat-last-fired,TOKEN:.metadata.annotations.celers\.io/fencing-token,BY:.spec.holderIdentity'
 echo
-echo "  Per-run locks are held by <replica>.dispatch and never released: they expire"
-echo "  (and are swept later). A replica executes a run only after moving its task's"
-echo "  run ledger (Lease celers-beat-runs.<task>) forward to that run, so no replica"
-echo "  executes a run again, not even one paused until the run's lock was swept."
+echo "  One replica leads (a guard on the Lease celers-beat/leader, with a fencing"
+echo "  token). The ledger Leases above record per entry the last instant fired;"
+echo "  the leader fires an instant only by moving that record forward (a"
+echo "  conditional write), and a new leader continues from it: no instant twice."
 if ((!started_control_plane)); then
   echo "  The control plane stays up; the Leases are in namespace $namespace."
 fi
 
 failed=()
-((runs_ok)) || failed+=("celers-beat-runs found a run executed twice, none executed, or no failover")
+((runs_ok)) || failed+=("celers-beat-runs found an instant fired twice or skipped, none fired, or no failover")
 for name in "${replicas[@]}"; do
   [[ $name == "$leader" || ${status[$name]} == "exit 0" ]] || failed+=("$name: ${status[$name]}")
 done
@@ -217,4 +224,4 @@ if ((${#failed[@]} > 0)); then
   printf '\nFAILED: %s\n' "${failed[@]}" >&2
   exit 1
 fi
-printf '\nOK: every run executed at most once; a standby took over after the SIGKILL.\n'
+printf '\nOK: every instant fired once; a standby took over after the SIGKILL.\n'

@@ -123,6 +123,12 @@ impl LeaseApi {
         }
     }
 
+    /// The client the requests go through.
+    #[cfg(feature = "events")]
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
     /// The server's time now, once any response has been seen.
     pub fn server_time(&self) -> Option<ServerTime> {
         self.server_time_at(LocalInstant::now())

@@ -5,6 +5,7 @@
 //! [Requests](crate#requests)). Every answer other than a successful write
 //! (`false`, `is_locked`, `owner`, a foreign Lease) comes from a fresh read.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use chrono::TimeDelta;
@@ -43,7 +44,13 @@ pub(crate) struct Inner {
     /// For the `held` metric.
     pub held: Mutex<Held>,
     pub new_keys: NewKeys,
+    /// Keys already warned about for an owner shared by two instances.
+    pub shared_owner_warned: Mutex<HashSet<String>>,
 }
+
+/// Most keys remembered as warned about a shared owner (past it, each
+/// further one is counted but not logged).
+const MAX_SHARED_OWNER_WARNINGS: usize = 1024;
 
 impl KubeLeaseLockBackend {
     /// A backend from settings that
@@ -68,6 +75,7 @@ impl KubeLeaseLockBackend {
                 metrics,
                 held: Mutex::default(),
                 new_keys: NewKeys::default(),
+                shared_owner_warned: Mutex::default(),
             }),
         }
     }
@@ -223,8 +231,12 @@ impl KubeLeaseLockBackend {
                 Step::Answer(_) | Step::Foreign => {}
                 Step::Write(write) => {
                     let created = matches!(write, Write::Create(_));
+                    let shared = self.shared_owner(&found, &write, now);
                     match self.write(op, lock, write).await? {
                         Written::Done(state) => {
+                            if let Some((owner, other)) = shared {
+                                self.warn_shared_owner(lock, &owner, &other);
+                            }
                             self.note_held(lock, &state);
                             return Ok(Decided::Wrote(state));
                         }
@@ -252,6 +264,49 @@ impl KubeLeaseLockBackend {
             }
             found = self.read(op, lock).await?;
             fresh = true;
+        }
+    }
+
+    /// The owner and the other backend instance, when `write` keeps a lock
+    /// that is live and held by the same owner string through another
+    /// instance: two processes presenting one owner (celers-beat's default
+    /// `scheduler-0` on every pod), or a restarted one taking its lock back.
+    fn shared_owner(
+        &self,
+        found: &Found,
+        write: &Write,
+        now: ServerTime,
+    ) -> Option<(String, String)> {
+        let (Found::Ours(record), Write::Update { holding, .. }) = (found, write) else {
+            return None;
+        };
+        let same_owner = record.holder.as_deref() == Some(holding.holder.as_str());
+        let other = self.inner.marks.other_instance(&record.lease)?;
+        (same_owner && !decision::is_expired(record, now))
+            .then(|| (holding.holder.clone(), other.to_owned()))
+    }
+
+    /// Counts a shared owner, and warns once per key.
+    fn warn_shared_owner(&self, lock: &Lock, owner: &str, other: &str) {
+        self.inner.metrics.shared_owner();
+        let first = self
+            .inner
+            .shared_owner_warned
+            .lock()
+            .is_ok_and(|mut warned| {
+                warned.len() < MAX_SHARED_OWNER_WARNINGS && warned.insert(lock.key.clone())
+            });
+        if first {
+            tracing::warn!(
+                key = %lock.key,
+                owner,
+                other_instance = other,
+                this_instance = %self.inner.marks.instance,
+                "a live lock of this owner was written by another backend instance: if two \
+                 processes present one owner, both win the lock (celers-beat: call \
+                 set_instance_id with the pod name); a restarted process taking back its own \
+                 lock shows this once"
+            );
         }
     }
 

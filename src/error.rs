@@ -37,8 +37,14 @@ pub enum Operation {
     Describe,
     /// `force_release`
     ForceRelease,
-    /// Building the backend.
+    /// Building the backend or a `KubeBeat`.
     Build,
+    /// `KubeBeat::tick`
+    BeatTick,
+    /// `KubeBeat::step_down`
+    StepDown,
+    /// `KubeBeat::identity_from_env`
+    IdentityFromEnv,
 }
 
 impl fmt::Display for Operation {
@@ -57,6 +63,9 @@ impl fmt::Display for Operation {
             Self::Describe => "describe",
             Self::ForceRelease => "force_release",
             Self::Build => "build",
+            Self::BeatTick => "tick",
+            Self::StepDown => "step_down",
+            Self::IdentityFromEnv => "identity_from_env",
         })
     }
 }
@@ -210,6 +219,18 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A schedule entry's instants could not be computed (an invalid
+    /// crontab expression or timezone, say). Nothing was fired for it.
+    #[error("{operation}: schedule entry {entry:?}: {reason}")]
+    Schedule {
+        /// The operation called.
+        operation: Operation,
+        /// The entry's name.
+        entry: String,
+        /// What celers-beat reported.
+        reason: String,
+    },
+
     /// The conditional writes of one call were rejected again and again by
     /// writes that changed nothing about the holder (a lost race to another
     /// owner is answered `false`, not with this error). Something keeps
@@ -249,6 +270,7 @@ impl Error {
             | Self::ForeignLease { operation, .. }
             | Self::Incomplete { operation, .. }
             | Self::NoFencingToken { operation, .. }
+            | Self::Schedule { operation, .. }
             | Self::Contended { operation, .. } => *operation,
         }
     }
@@ -267,7 +289,8 @@ impl Error {
             Self::InvalidInput { .. }
             | Self::InvalidConfig { .. }
             | Self::ForeignLease { .. }
-            | Self::NoFencingToken { .. } => Class::Configuration,
+            | Self::NoFencingToken { .. }
+            | Self::Schedule { .. } => Class::Configuration,
             Self::Timeout { .. } => Class::Timeout,
             Self::Incomplete { source, .. } => source.class(),
             Self::Api { .. }

@@ -261,6 +261,12 @@ impl LockGuard {
         !self.shared.lost.is_cancelled() && LocalInstant::now() < self.shared.deadline()
     }
 
+    /// The local instant until which the guard claims the lock unless a
+    /// renewal succeeds.
+    pub(crate) fn held_until(&self) -> LocalInstant {
+        self.shared.deadline()
+    }
+
     /// Stops the renewal and deletes the Lease if this tenure is still
     /// current (conditional delete). `Ok(false)` if the lock had been lost.
     ///

@@ -118,16 +118,31 @@ pub struct Marks {
     pub key_annotation: String,
     /// `<prefix>/fencing-token`: the annotation recording a guard's token.
     pub token_annotation: String,
+    /// `<prefix>/lock-instance`: the backend instance that wrote the Lease
+    /// last, to notice one owner string used by two processes at once.
+    pub instance_annotation: String,
+    /// This backend instance's value of it: random, new for each backend.
+    pub instance: String,
 }
 
 impl Marks {
-    /// The keys under `prefix`, e.g. `celers.io`.
+    /// The keys under `prefix`, e.g. `celers.io`, for a new backend instance.
     pub fn new(prefix: &str) -> Self {
         Self {
             owner_label: format!("{prefix}/lock-owner"),
             key_annotation: format!("{prefix}/lock-key"),
             token_annotation: format!("{prefix}/fencing-token"),
+            instance_annotation: format!("{prefix}/lock-instance"),
+            instance: naming::random_suffix(),
         }
+    }
+
+    /// The backend instance that last wrote `lease`, when it is another
+    /// than this one.
+    pub fn other_instance<'a>(&self, lease: &'a Lease) -> Option<&'a str> {
+        let annotations = lease.metadata.annotations.as_ref()?;
+        let instance = annotations.get(&self.instance_annotation)?;
+        (*instance != self.instance).then_some(instance.as_str())
     }
 
     /// Label selector for the Leases of this crate, of any owner.
@@ -152,9 +167,12 @@ impl Marks {
         ])
     }
 
-    /// The annotations of the lock `key`.
+    /// The annotations of the lock `key` written by this backend instance.
     pub fn annotations(&self, key: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([(self.key_annotation.clone(), key.to_owned())])
+        BTreeMap::from([
+            (self.key_annotation.clone(), key.to_owned()),
+            (self.instance_annotation.clone(), self.instance.clone()),
+        ])
     }
 
     /// A new Lease for the lock `key`, named `name`, in the state `holding`.
@@ -198,18 +216,15 @@ impl Marks {
             .labels
             .get_or_insert_with(BTreeMap::new)
             .extend(self.labels(&holding.holder));
+        let annotations = metadata.annotations.get_or_insert_with(BTreeMap::new);
+        annotations.insert(self.instance_annotation.clone(), self.instance.clone());
         match holding.token {
             TokenNote::Keep => {}
             TokenNote::Record(token) => {
-                metadata
-                    .annotations
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(self.token_annotation.clone(), token.to_string());
+                annotations.insert(self.token_annotation.clone(), token.to_string());
             }
             TokenNote::Remove => {
-                if let Some(annotations) = &mut metadata.annotations {
-                    annotations.remove(&self.token_annotation);
-                }
+                annotations.remove(&self.token_annotation);
             }
         }
         metadata
@@ -395,6 +410,29 @@ mod tests {
         let marks = Marks::new("celers.io");
         let lease = lease_for("Tasks/Daily", &marks);
         assert_eq!(marks.key_of(&lease), Some("Tasks/Daily"));
+    }
+
+    fn holding(holder: &str) -> Holding {
+        let time = parse_time("2026-11-26T06:00:00Z").expect("valid");
+        Holding {
+            holder: holder.into(),
+            duration_secs: 30,
+            acquire_time: time,
+            renew_time: time,
+            transitions: 0,
+            token: TokenNote::Keep,
+        }
+    }
+
+    #[test]
+    fn each_backend_instance_signs_its_writes() {
+        let (a, b) = (Marks::new("celers.io"), Marks::new("celers.io"));
+        assert_ne!(a.instance, b.instance);
+        let lease = a.new_lease("k", &naming::lease_name("k"), &holding("x"));
+        assert_eq!(a.other_instance(&lease), None);
+        assert_eq!(b.other_instance(&lease), Some(a.instance.as_str()));
+        let renewed = b.replacement(&lease, "2", &holding("x"));
+        assert_eq!(a.other_instance(&renewed), Some(b.instance.as_str()));
     }
 
     #[test]

@@ -70,6 +70,11 @@
 //!
 //! - `celers-core-03`: also implement celers-core 0.3's
 //!   `DistributedLockBackend` (for celers-beat 0.3).
+//! - `celers-beat-03`: [`KubeBeat`], which drives
+//!   celers-beat 0.3's `BeatScheduler` so that each scheduled instant fires
+//!   once across replicas (implies `celers-core-03`).
+//! - `events`: `KubeBeat` records client-go's leader election Events
+//!   (reason `LeaderElection`) on its leader Lease, through kube-runtime.
 //! - `metrics`: Prometheus metrics (prometheus-client) in a registry the
 //!   application passes to the builder; see [Metrics](#metrics).
 //!
@@ -86,6 +91,7 @@
 //! | `celers_lock_api_requests_total` | counter | `verb`, `code` | API requests by verb (`get`, `create`, `update`, `delete`, `list`, `watch`) and HTTP status (`timeout`, `transport` when there is none) |
 //! | `celers_lock_api_request_duration_seconds` | histogram | `verb` | their latency |
 //! | `celers_lock_conflicts_total` | counter | | conditional writes rejected (409, or 404 on a write) |
+//! | `celers_lock_shared_owner_total` | counter | | writes that kept a live lock of the same owner written by another backend instance (one owner string in two processes; warned once per key) |
 //! | `celers_lock_held` | gauge | | locks this backend holds by its last writes (not yet released, nor past their TTL) |
 //! | `celers_lock_sweeps_total` | counter | | sweeps that completed |
 //! | `celers_lock_swept_leases_total` | counter | | Leases they deleted |
@@ -95,8 +101,9 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-/// The README's examples, compiled as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled as doctests (with every feature, as
+/// `make test` runs them).
+#[cfg(all(doctest, feature = "celers-beat-03", feature = "metrics"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
@@ -109,9 +116,13 @@ struct ReadmeDoctests;
 // - I/O and what the backend keeps: metrics, api, known, sweeper;
 // - the backend (backend) and its operations (bulk, guard, wait, inspect,
 //   celers), whose `impl KubeLeaseLockBackend` blocks are split by file;
-// - the builder: builder.
+// - the builder: builder;
+// - celers-beat on top of the backend: beat (its own pure core, ledger and
+//   plan, under its I/O, store, and its KubeBeat).
 mod api;
 mod backend;
+#[cfg(feature = "celers-beat-03")]
+mod beat;
 mod builder;
 mod bulk;
 mod celers;
@@ -132,6 +143,12 @@ mod sweeper;
 mod wait;
 
 pub use backend::KubeLeaseLockBackend;
+#[cfg(feature = "celers-beat-03")]
+#[cfg_attr(docsrs, doc(cfg(feature = "celers-beat-03")))]
+pub use beat::{
+    Fire, KubeBeat, KubeBeatBuilder, Unhealthy, DEFAULT_BEAT_NAME, DEFAULT_HEALTH_TOLERANCE,
+    DEFAULT_LEADER_TTL, DEFAULT_RETRY_PERIOD,
+};
 pub use builder::KubeLeaseLockBackendBuilder;
 pub use config::{DEFAULT_FIELD_MANAGER, DEFAULT_LABEL_PREFIX};
 pub use error::{Error, Operation, Result, Target};

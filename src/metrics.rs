@@ -58,6 +58,7 @@ mod enabled {
         requests: Family<RequestLabels, Counter>,
         latency: Family<VerbLabels, Histogram, fn() -> Histogram>,
         conflicts: Counter,
+        shared_owner: Counter,
         held: Gauge,
         sweeps: Counter,
         swept: Counter,
@@ -71,6 +72,7 @@ mod enabled {
                 requests: Family::default(),
                 latency: Family::new_with_constructor(latency_histogram),
                 conflicts: Counter::default(),
+                shared_owner: Counter::default(),
                 held: Gauge::default(),
                 sweeps: Counter::default(),
                 swept: Counter::default(),
@@ -92,6 +94,11 @@ mod enabled {
                 "conflicts",
                 "Conditional writes rejected",
                 m.conflicts.clone(),
+            );
+            r.register(
+                "shared_owner",
+                "Writes that kept a live lock of the same owner written by another backend instance",
+                m.shared_owner.clone(),
             );
             r.register("held", "Locks this backend holds", m.held.clone());
             r.register(
@@ -132,6 +139,12 @@ mod enabled {
             }
         }
 
+        pub fn shared_owner(&self) {
+            if let Some(m) = &self.0 {
+                m.shared_owner.inc();
+            }
+        }
+
         /// Whether a registry is registered: the held-lock tally is kept
         /// only then.
         pub fn enabled(&self) -> bool {
@@ -165,6 +178,7 @@ mod disabled {
         pub fn operation(&self, _: Operation, _: &'static str) {}
         pub fn request(&self, _: &'static str, _: &str, _: f64) {}
         pub fn conflict(&self) {}
+        pub fn shared_owner(&self) {}
         pub fn enabled(&self) -> bool {
             false
         }

@@ -51,6 +51,15 @@ pub fn owner_label_value(owner: &str) -> String {
     format!("{readable}-{}", short_hash(owner))
 }
 
+/// 16 random hex digits, to tell apart processes (or backends) that present
+/// the same name. `RandomState` is seeded from the operating system.
+pub fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
 /// One lock: its key and the name of its Lease, computed once (a hash).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lock {

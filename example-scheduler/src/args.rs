@@ -6,15 +6,13 @@ use celers_kube_lease::MAX_OWNER_BYTES;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
-/// Suffix of the owner of per-run locks (see `main.rs`).
-pub const DISPATCH_SUFFIX: &str = ".dispatch";
-
-/// One replica of a beat-style scheduler whose replicas share Lease-backed
-/// locks, so that every run of every task is executed by exactly one of them.
+/// One replica of a celers-beat scheduler whose replicas share Lease-backed
+/// locks and a ledger (`KubeBeat`), so that every scheduled instant of every
+/// entry is executed by exactly one of them.
 #[derive(Debug, Parser)]
 #[command(name = "celers-kube-lease-scheduler", version)]
 pub struct Args {
-    /// Seconds between two runs of each task.
+    /// Task i (task-0, task-1, ...) runs every (i + 1) × this many seconds.
     #[arg(
         long,
         env = "SCHEDULER_INTERVAL_SECS",
@@ -23,18 +21,16 @@ pub struct Args {
     )]
     pub interval_secs: u64,
 
-    /// TTL of the per-run locks and of the leader lock, in seconds. Must be
-    /// greater than the interval: a run's lock must outlive the window in
-    /// which a lagging replica could still attempt that run.
+    /// TTL of the leader lock, in seconds.
     #[arg(
         long,
         env = "SCHEDULER_TTL_SECS",
         default_value_t = 15,
-        value_parser = clap::value_parser!(u64).range(2..=i32::MAX as u64)
+        value_parser = clap::value_parser!(u64).range(2..=3600)
     )]
     pub ttl_secs: u64,
 
-    /// Number of periodic tasks (task-0, task-1, ...).
+    /// Number of interval tasks (task-0, task-1, ...).
     #[arg(
         long,
         env = "SCHEDULER_TASKS",
@@ -42,6 +38,27 @@ pub struct Args {
         value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
     pub tasks: u32,
+
+    /// A crontab entry named `cron` (five fields, UTC; "none": no such entry).
+    #[arg(long, env = "SCHEDULER_CRONTAB", default_value = "* * * * *")]
+    pub crontab: String,
+
+    /// How the replicas coordinate: `kube-beat` (KubeBeat: one leader, a
+    /// shared ledger), or celers-beat's stock `tick_with_locks` for
+    /// comparison: `stock` (default instance ids, no heartbeat),
+    /// `stock-ids` (`set_instance_id(<owner>)`), `stock-heartbeat` (unique
+    /// ids and a `BeatHeartbeat` with the leader TTL).
+    #[arg(long, env = "SCHEDULER_MODE", value_enum, default_value_t = Mode::KubeBeat)]
+    pub mode: Mode,
+
+    /// Milliseconds between two ticks.
+    #[arg(
+        long,
+        env = "SCHEDULER_TICK_MS",
+        default_value_t = 200,
+        value_parser = clap::value_parser!(u64).range(10..=60_000)
+    )]
+    pub tick_ms: u64,
 
     /// Exit cleanly (as on SIGTERM) after this many seconds.
     #[arg(
@@ -69,6 +86,19 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
+/// How the replicas coordinate (see `--mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// `KubeBeat::tick`.
+    KubeBeat,
+    /// `tick_with_locks(30)` with `BeatScheduler::new()`'s instance id.
+    Stock,
+    /// `tick_with_locks(30)` after `set_instance_id(<owner>)`.
+    StockIds,
+    /// `tick_with_locks(30)` with unique ids and a `BeatHeartbeat`.
+    StockHeartbeat,
+}
+
 /// How the scheduler writes its log lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -84,6 +114,9 @@ pub struct Settings {
     pub interval_secs: u64,
     pub ttl_secs: u64,
     pub tasks: u32,
+    pub crontab: Option<String>,
+    pub mode: Mode,
+    pub tick: Duration,
     pub run_for: Option<Duration>,
     pub owner: String,
     pub namespace: Option<String>,
@@ -101,19 +134,11 @@ impl Settings {
                 .error(ErrorKind::ValueValidation, message)
                 .exit()
         };
-        if args.ttl_secs <= args.interval_secs {
-            fail(format!(
-                "--ttl-secs ({}) must be greater than --interval-secs ({}): a run's lock \
-                 must outlive the interval in which it can be attempted",
-                args.ttl_secs, args.interval_secs
-            ));
-        }
         let owner = non_empty(args.owner).unwrap_or_else(default_owner);
-        if owner.len() + DISPATCH_SUFFIX.len() > MAX_OWNER_BYTES {
+        if owner.len() > MAX_OWNER_BYTES {
             fail(format!(
-                "owner (POD_NAME) is {} bytes long; at most {} are allowed",
+                "owner (POD_NAME) is {} bytes long; at most {MAX_OWNER_BYTES} are allowed",
                 owner.len(),
-                MAX_OWNER_BYTES - DISPATCH_SUFFIX.len()
             ));
         }
         if owner.chars().any(char::is_control) {
@@ -125,6 +150,9 @@ impl Settings {
             interval_secs: args.interval_secs,
             ttl_secs: args.ttl_secs,
             tasks: args.tasks,
+            crontab: non_empty(Some(args.crontab)).filter(|crontab| crontab != "none"),
+            mode: args.mode,
+            tick: Duration::from_millis(args.tick_ms),
             run_for: args.run_for_secs.map(Duration::from_secs),
             owner,
             namespace: non_empty(args.namespace),
@@ -170,6 +198,8 @@ mod tests {
         for bad in [
             &["scheduler", "--interval-secs", "0"][..],
             &["scheduler", "--ttl-secs", "1"],
+            &["scheduler", "--tick-ms", "0"],
+            &["scheduler", "--mode", "leaderless"],
             &["scheduler", "--tasks", "0"],
             &["scheduler", "--run-for-secs", "0"],
             &["scheduler", "--interval-secs", "five"],

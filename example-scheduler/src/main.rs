@@ -1,17 +1,12 @@
-//! `celers-kube-lease-scheduler`: one replica of an example beat-style
-//! scheduler. Replicas share Lease-backed locks (celers-kube-lease), so every
-//! run of every task is executed by exactly one of them, and elect a leader
-//! with celers-beat's `BeatHeartbeat`. See `--help` for the settings.
-//!
-//! Two lock owners per replica: `<owner>` holds the leader lock and any lock
-//! that must be freed on shutdown (`release_all(owner)`); `<owner>.dispatch`
-//! holds the per-run locks, which must outlive the replica that executed the
-//! run: `release_all(owner)` would otherwise free them on SIGTERM and let
-//! another replica execute the same run again.
+//! `celers-kube-lease-scheduler`: one replica of an example scheduler: a
+//! stock celers-beat `BeatScheduler` (interval and crontab entries) ticked
+//! by celers-kube-lease's `KubeBeat`, so that every scheduled instant is
+//! executed by exactly one replica. `--mode stock…` ticks it with
+//! celers-beat's own `tick_with_locks` instead, for comparison. See
+//! `--help` for the settings.
 
 mod args;
 mod dispatch;
-mod election;
 mod operating;
 
 use std::net::SocketAddr;
@@ -19,17 +14,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use celers_beat::heartbeat::{BeatHeartbeat, BeatRole, HeartbeatConfig};
-use celers_core_03::lock::DistributedLockBackend;
-use celers_kube_lease::KubeLeaseLockBackend;
+use celers_kube_lease::{KubeBeat, KubeLeaseLockBackend};
 use prometheus_client::registry::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-use crate::args::{LogFormat, Settings, DISPATCH_SUFFIX};
-use crate::dispatch::{Dispatcher, RunLedger};
-use crate::operating::Leadership;
+use crate::args::{LogFormat, Settings};
+use crate::dispatch::Ticker;
 
 /// Exit status for invalid settings, as for command line errors.
 const CONFIG_ERROR: u8 = 2;
@@ -98,77 +90,64 @@ async fn run(settings: Settings) -> Result<(), Failure> {
         .namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
-    let ledger = RunLedger::new(client.clone(), &namespace);
     let mut registry = Registry::default();
     let backend = KubeLeaseLockBackend::builder(client.clone())
         .namespace(namespace.as_str())
-        // A request slower than a TTL is of no use.
-        .request_timeout(Duration::from_secs(settings.ttl_secs.min(10)))
+        // A request slower than a third of the TTL is of no use.
+        .request_timeout(Duration::from_secs((settings.ttl_secs / 3).clamp(1, 10)))
         .metrics(&mut registry)
         .build()
         .map_err(|error| Failure::Config(error.to_string()))?;
-    let leadership = Leadership::new(
-        client,
-        &namespace,
-        &settings.owner,
-        operating::leader_gauge(&mut registry),
-    );
     let owner = settings.owner.clone();
-    let locks: Arc<dyn DistributedLockBackend> = Arc::new(backend.clone());
-
-    // The leader renews three times per TTL; standbys check as often.
-    let period = Duration::from_millis(settings.ttl_secs * 1000 / 3);
-    let ttl = Duration::from_secs(settings.ttl_secs);
-    let config = HeartbeatConfig::new()
-        .with_leader_lease_ttl(ttl)
-        .with_leader_renewal_interval(period)
-        .with_failover_timeout(ttl * 2);
-    config
-        .validate()
-        .map_err(|error| Failure::Config(format!("heartbeat settings: {error}")))?;
-    let heartbeat = Arc::new(BeatHeartbeat::new(
-        owner.clone(),
-        Arc::clone(&locks),
-        config,
-    ));
+    let leader_ttl = Duration::from_secs(settings.ttl_secs);
+    let beat = KubeBeat::builder(backend.clone(), owner.as_str())
+        .leader_ttl(leader_ttl)
+        // Standbys look three times per TTL, as the leader renews.
+        .retry_period(leader_ttl / 3)
+        .metrics(&mut registry)
+        .events("celers-beat-scheduler")
+        .build()
+        .map_err(|error| Failure::Config(error.to_string()))?;
+    let beat = Arc::new(beat);
+    let mut scheduler = dispatch::scheduler(&settings).map_err(Failure::Config)?;
+    let ticker = Ticker::new(
+        settings.mode,
+        Arc::clone(&beat),
+        &backend,
+        &mut scheduler,
+        &owner,
+        leader_ttl,
+    )
+    .map_err(Failure::Config)?;
 
     tracing::info!(
         owner = %owner,
+        holder = %beat.owner(),
         namespace = %namespace,
+        mode = ?settings.mode,
         interval_secs = settings.interval_secs,
         ttl_secs = settings.ttl_secs,
         tasks = settings.tasks,
+        crontab = settings.crontab.as_deref().unwrap_or("none"),
         "scheduler starting"
     );
-    if let Err(error) = heartbeat.try_become_leader().await {
-        tracing::warn!(%error, owner = %owner, "leader election failed; retrying next tick");
-    }
-    let role = election::log_role(&heartbeat, &owner, BeatRole::Unknown, &leadership).await;
-
     let (stop_tx, stop_rx) = watch::channel(false);
     let metrics_task = (settings.metrics_port != 0).then(|| {
         let addr = SocketAddr::from(([0, 0, 0, 0], settings.metrics_port));
-        tokio::spawn(operating::serve(addr, Arc::new(registry), stop_rx.clone()))
+        tokio::spawn(operating::serve(
+            addr,
+            Arc::new(registry),
+            Arc::clone(&beat),
+            stop_rx.clone(),
+        ))
     });
-    let election_task = tokio::spawn(election::run(
-        Arc::clone(&heartbeat),
+    let ticks = tokio::spawn(dispatch::run(
+        scheduler,
+        ticker,
         owner.clone(),
-        period,
-        role,
-        leadership,
-        stop_rx.clone(),
+        settings.tick,
+        stop_rx,
     ));
-    let dispatcher = Dispatcher {
-        backend: locks,
-        heartbeat: Arc::clone(&heartbeat),
-        owner: owner.clone(),
-        run_owner: format!("{owner}{DISPATCH_SUFFIX}"),
-        tasks: (0..settings.tasks).map(|i| format!("task-{i}")).collect(),
-        interval_secs: settings.interval_secs,
-        ttl_secs: settings.ttl_secs,
-        ledger,
-    };
-    let dispatch_task = tokio::spawn(dispatcher.run(stop_rx));
 
     let run_for = async {
         match settings.run_for {
@@ -182,21 +161,31 @@ async fn run(settings: Settings) -> Result<(), Failure> {
         () = run_for => "--run-for-secs elapsed",
     };
     tracing::info!(owner = %owner, reason = %reason, "shutting down");
-    // Let the loops finish what they are doing; each request is bounded.
+    // Let the loop finish its tick; each request is bounded.
     let _ = stop_tx.send(true);
-    let _ = tokio::join!(election_task, dispatch_task);
+    let scheduler = ticks.await.ok();
     if let Some(task) = metrics_task {
         if let Ok(Err(error)) = task.await {
             tracing::warn!(%error, "the metrics endpoint failed");
         }
     }
-    if let Err(error) = heartbeat.shutdown().await {
-        tracing::warn!(%error, owner = %owner, "releasing the leader lock failed; it will expire");
-    }
-    match backend.release_all(&owner).await {
+    // Hand the lead over at once rather than after the TTL.
+    let released = match (
+        settings.mode,
+        scheduler.as_ref().and_then(|s| s.heartbeat()),
+    ) {
+        (args::Mode::KubeBeat, _) => beat.step_down().await.map_err(|e| e.to_string()),
+        (_, Some(heartbeat)) => heartbeat
+            .shutdown()
+            .await
+            .map(|()| true)
+            .map_err(|e| e.to_string()),
+        (_, None) => Ok(false),
+    };
+    match released {
         Ok(released) => tracing::info!(owner = %owner, released, "released locks; exiting"),
         Err(error) => {
-            tracing::warn!(%error, owner = %owner, "release_all failed; the locks will expire")
+            tracing::warn!(%error, owner = %owner, "releasing the lead failed; it will expire")
         }
     }
     Ok(())

@@ -1,43 +1,29 @@
-//! What the people who run the scheduler see: `/metrics` (the lock
-//! library's metrics and a leader gauge) and `/healthz` on a port of its
-//! own, and a Kubernetes Event on the leader Lease whenever this replica
-//! becomes leader or stops being it.
+//! What the people who run the scheduler see on a port of its own:
+//! `/metrics` (the lock library's metrics and KubeBeat's client-go gauge
+//! `leader_election_master_status{name}`) and `/healthz` (KubeBeat's health
+//! check: fails a replica that believes it leads while its lease has been
+//! over for longer than the tolerance). KubeBeat itself records the
+//! leadership Events on the leader Lease.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use celers_kube_lease::KubeBeat;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// The key of celers-beat's leader lock.
-pub const LEADER_KEY: &str = "beat_leader";
-
-/// The leader gauge: 1 while this replica leads, else 0, as client-go's
-/// `leader_election_master_status`.
-pub fn leader_gauge(registry: &mut Registry) -> Gauge {
-    let gauge = Gauge::default();
-    registry.register(
-        "leader_election_master_status",
-        "1 while this replica is the leader, 0 otherwise (as client-go's)",
-        gauge.clone(),
-    );
-    gauge
-}
 
 /// Serves `/metrics` and `/healthz` on `addr` until `stop` changes.
 pub async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
+    beat: Arc<KubeBeat>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
@@ -48,10 +34,12 @@ pub async fn serve(
             _ = stop.changed() => return Ok(()),
         };
         let registry = Arc::clone(&registry);
+        let beat = Arc::clone(&beat);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let registry = Arc::clone(&registry);
-                async move { Ok::<_, Infallible>(answer(&request, &registry)) }
+                let beat = Arc::clone(&beat);
+                async move { Ok::<_, Infallible>(answer(&request, &registry, &beat)) }
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -63,9 +51,20 @@ pub async fn serve(
     }
 }
 
-fn answer(request: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+fn answer(
+    request: &Request<Incoming>,
+    registry: &Registry,
+    beat: &KubeBeat,
+) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match request.uri().path() {
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/healthz" => match beat.check_health() {
+            Ok(()) => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+            Err(unhealthy) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                format!("{unhealthy}\n"),
+            ),
+        },
         "/metrics" => {
             let mut text = String::new();
             match encode(&mut text, registry) {
@@ -95,58 +94,4 @@ fn answer(request: &Request<Incoming>, registry: &Registry) -> Response<Full<Byt
             .insert(hyper::header::CONTENT_TYPE, value);
     }
     response
-}
-
-/// Records Events about this replica's leadership on the leader Lease.
-pub struct Leadership {
-    recorder: Recorder,
-    lease: ObjectReference,
-    owner: String,
-    gauge: Gauge,
-}
-
-impl Leadership {
-    pub fn new(client: kube::Client, namespace: &str, owner: &str, gauge: Gauge) -> Self {
-        let reporter = Reporter {
-            controller: "celers-beat-scheduler".to_owned(),
-            instance: Some(owner.to_owned()),
-        };
-        let lease = ObjectReference {
-            api_version: Some("coordination.k8s.io/v1".to_owned()),
-            kind: Some("Lease".to_owned()),
-            name: Some(celers_kube_lease::lease_name(LEADER_KEY)),
-            namespace: Some(namespace.to_owned()),
-            ..ObjectReference::default()
-        };
-        Self {
-            recorder: Recorder::new(client, reporter),
-            lease,
-            owner: owner.to_owned(),
-            gauge,
-        }
-    }
-
-    /// Sets the gauge and records an Event: `BecameLeader` or
-    /// `LostLeadership`. A failure to record is logged, never fatal.
-    pub async fn changed(&self, leader: bool, was_leader: bool) {
-        self.gauge.set(i64::from(leader));
-        let (reason, note) = match (leader, was_leader) {
-            (true, false) => ("BecameLeader", format!("{} became the leader", self.owner)),
-            (false, true) => (
-                "LostLeadership",
-                format!("{} is no longer the leader", self.owner),
-            ),
-            _ => return,
-        };
-        let event = Event {
-            type_: EventType::Normal,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "LeaderElection".to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &self.lease).await {
-            tracing::warn!(%error, reason, "recording the leadership Event failed");
-        }
-    }
 }

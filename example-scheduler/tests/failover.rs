@@ -1,132 +1,169 @@
-//! Two scheduler processes elect a leader with celers-beat's `BeatHeartbeat`
-//! over Lease locks; when the leader is killed, the other takes over within
-//! the TTL, and no run is ever executed twice.
+//! Three scheduler processes, a stock celers-beat `BeatScheduler` each,
+//! driven by `KubeBeat`: one leads; when it is killed another takes over
+//! within the leader TTL plus the retry period; when that one is stopped
+//! (SIGTERM, as in a rolling restart) it hands over at once; and across it
+//! all no instant fires twice and no gap exceeds the failover bound.
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{duplicates, executed, roles, Line, Replicas};
+use common::{executed, held_by, roles, Line, Replicas};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 
-const TTL_SECS: u64 = 3;
-const ARGS: &[&str] = &["--interval-secs", "1", "--ttl-secs", "3", "--tasks", "2"];
+const TTL: Duration = Duration::from_secs(3);
+/// KubeBeat's retry period in the scheduler: a third of the TTL.
+const RETRY: Duration = Duration::from_secs(1);
+/// TTL + retry period + the clock's uncertainty and a tick, with room.
+const FAILOVER_BOUND: Duration = Duration::from_secs(7);
+const ARGS: &[&str] = &[
+    "--interval-secs",
+    "1",
+    "--ttl-secs",
+    "3",
+    "--tasks",
+    "2",
+    "--crontab",
+    "none",
+];
 
-async fn leader_lease_holder(leases: &Api<Lease>) -> Option<String> {
+async fn leader_holder(leases: &Api<Lease>) -> Option<String> {
     let lease = leases
-        .get(&celers_kube_lease::lease_name("beat_leader"))
+        .get_opt(&celers_kube_lease::lease_name("celers-beat/leader"))
         .await
-        .expect("read the leader Lease");
+        .expect("read the leader Lease")?;
     lease.spec.and_then(|spec| spec.holder_identity)
 }
 
-/// The replica that logged `role=leader` last, if any other than `not`.
-fn new_leader(log: &[Line], not: usize) -> Option<Instant> {
+/// When a replica other than those in `not` first logged `role=leader`
+/// after `since`, and which.
+fn new_leader(log: &[Line], not: &[usize], since: Instant) -> Option<(usize, Instant)> {
     log.iter()
-        .find(|line| line.replica != not && line.role() == Some("leader"))
-        .map(|line| line.at)
+        .find(|line| {
+            !not.contains(&line.replica) && line.at > since && line.role() == Some("leader")
+        })
+        .map(|line| (line.replica, line.at))
+}
+
+fn unix_now() -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    i64::try_from(now.as_secs()).expect("a sane clock")
+}
+
+/// Waits until `replica` has fired `count` instants later than `after`.
+async fn fires_after(replicas: &mut Replicas, replica: usize, after: i64, count: usize) {
+    replicas
+        .wait_for(
+            &format!("replica {replica} to fire {count} instants"),
+            Instant::now() + Duration::from_secs(20),
+            |log| {
+                let fired = executed(log)
+                    .iter()
+                    .filter(|(_, run, line)| line.replica == replica && *run > after)
+                    .count();
+                (fired >= count).then_some(())
+            },
+        )
+        .await;
 }
 
 #[tokio::test]
 #[ignore = "needs a control plane: run `make test`"]
-async fn standby_takes_over_when_the_leader_is_killed() {
+async fn each_instant_fires_once_across_a_kill_and_a_handover() {
     let cluster = celers_kube_lease_testkit::cluster();
-    let namespace = cluster.namespace("failover").await;
+    let namespace = cluster.namespace("beat-failover").await;
     let leases: Api<Lease> = Api::namespaced(cluster.client().await, &namespace);
-    let mut replicas = Replicas::new();
+    let mut replicas = Replicas::new(&cluster.kubeconfig, &namespace);
     let tag = std::process::id();
-    for name in ["a", "b"] {
-        let owner = format!("failover-{name}-{tag}");
-        replicas.spawn(&cluster.kubeconfig, &namespace, &owner, ARGS);
+    for name in ["a", "b", "c"] {
+        let owner = format!("beat-{name}-{tag}");
+        replicas.spawn(&owner, ARGS);
     }
 
-    // Exactly one leader, and the Lease says so.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Exactly one leader, and the Lease names it.
     let roles = replicas
-        .wait_for("both replicas to take a role", deadline, |log| {
-            let roles = roles(log, 2);
-            roles.iter().all(Option::is_some).then_some(roles)
-        })
-        .await;
-    let leaders: Vec<usize> = (0..2)
-        .filter(|&i| roles[i].as_deref() == Some("leader"))
-        .collect();
-    assert_eq!(leaders.len(), 1, "exactly one leader expected: {roles:?}");
-    let (leader, standby) = (leaders[0], 1 - leaders[0]);
-    assert_eq!(
-        leader_lease_holder(&leases).await.as_deref(),
-        Some(replicas.owners[leader].as_str())
-    );
-
-    // The leader executes runs; then it dies without releasing anything.
-    replicas
-        .wait_for("the leader to execute runs", deadline, |log| {
-            let runs = executed(log)
-                .iter()
-                .filter(|(_, _, l)| l.replica == leader)
-                .count();
-            (runs >= 4).then_some(())
-        })
-        .await;
-    replicas.signal(leader, "KILL");
-    let killed = Instant::now();
-    let killed_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-
-    let limit = Duration::from_secs(TTL_SECS + 3);
-    let promoted = replicas
-        .wait_for("the standby to become leader", killed + limit, |log| {
-            new_leader(log, leader)
-        })
-        .await;
-    let failover = promoted.saturating_duration_since(killed);
-    eprintln!("failover took {failover:?}");
-    assert!(failover <= limit, "failover took {failover:?}");
-    assert_eq!(
-        leader_lease_holder(&leases).await.as_deref(),
-        Some(replicas.owners[standby].as_str())
-    );
-
-    // The new leader executes the runs after the kill, then shuts down cleanly.
-    replicas
         .wait_for(
-            "the new leader to execute runs",
-            Instant::now() + Duration::from_secs(10),
+            "every replica to take a role",
+            Instant::now() + Duration::from_secs(20),
             |log| {
-                let after = executed(log)
-                    .iter()
-                    .filter(|(_, run, l)| l.replica == standby && *run > killed_unix + TTL_SECS)
-                    .count();
-                (after >= 4).then_some(())
+                let roles = roles(log, 3);
+                roles.iter().all(Option::is_some).then_some(roles)
             },
         )
         .await;
-    replicas.signal(standby, "TERM");
-    let status = replicas.exit_status(standby, Duration::from_secs(15)).await;
-    assert!(status.success(), "the survivor exited with {status}");
-    replicas.drain().await;
+    let leaders: Vec<usize> = (0..3)
+        .filter(|&i| roles[i].as_deref() == Some("leader"))
+        .collect();
+    assert_eq!(leaders.len(), 1, "exactly one leader expected: {roles:?}");
+    let first = leaders[0];
+    let holder = leader_holder(&leases).await;
     assert!(
-        replicas
-            .log
-            .iter()
-            .any(|l| l.replica == standby && l.says("released locks")),
-        "the survivor did not log its shutdown"
+        held_by(holder.as_deref(), &replicas.owners()[first]),
+        "{holder:?}"
     );
+    fires_after(&mut replicas, first, 0, 4).await;
 
-    // Exactly once: no run twice, and none skipped between the first and last.
-    assert_eq!(duplicates(&replicas.log), Vec::new(), "runs executed twice");
-    let mut runs: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-    for (task, run, _) in executed(&replicas.log) {
-        runs.entry(task).or_default().insert(run);
-    }
-    assert_eq!(runs.len(), 2, "runs of both tasks expected: {runs:?}");
-    for (task, runs) in &runs {
-        let (first, last) = (runs.first().copied(), runs.last().copied());
-        let expected = first.zip(last).map_or(0, |(f, l)| l - f + 1);
-        assert_eq!(runs.len() as u64, expected, "{task} skipped runs: {runs:?}");
-    }
+    // SIGKILL: nothing is released; the lead moves after the TTL.
+    replicas.signal(first, "KILL");
+    let killed = Instant::now();
+    let killed_unix = unix_now();
+    let (second, promoted) = replicas
+        .wait_for(
+            "another replica to lead",
+            killed + TTL + RETRY + Duration::from_secs(5),
+            |log| new_leader(log, &[first], killed),
+        )
+        .await;
+    let failover = promoted - killed;
+    eprintln!("failover after SIGKILL took {failover:?}");
+    assert!(
+        failover <= TTL + RETRY + Duration::from_secs(3),
+        "{failover:?}"
+    );
+    fires_after(&mut replicas, second, killed_unix, 4).await;
+
+    // SIGTERM: the leader steps down; the last replica leads within its
+    // retry period, not the TTL.
+    replicas.signal(second, "TERM");
+    let stopped = Instant::now();
+    let stopped_unix = unix_now();
+    let status = replicas.exit_status(second, Duration::from_secs(15)).await;
+    assert!(status.success(), "the stopped leader exited with {status}");
+    let (third, promoted) = replicas
+        .wait_for(
+            "the last replica to lead",
+            stopped + TTL + Duration::from_secs(5),
+            |log| new_leader(log, &[first, second], stopped),
+        )
+        .await;
+    let handover = promoted - stopped;
+    eprintln!("handover after SIGTERM took {handover:?}");
+    assert!(
+        handover < TTL,
+        "a stepped-down leader is replaced before its TTL: {handover:?}"
+    );
+    fires_after(&mut replicas, third, stopped_unix, 3).await;
+
+    replicas.signal(third, "TERM");
+    let status = replicas.exit_status(third, Duration::from_secs(15)).await;
+    assert!(status.success(), "the last replica exited with {status}");
+    replicas.drain().await;
+
+    let summary = replicas.summary(FAILOVER_BOUND);
+    eprintln!("{summary:#?}");
+    assert_eq!(summary.entries.len(), 2, "both tasks fired: {summary:?}");
+    assert_eq!(summary.total(|e| e.twice), 0, "instants fired twice");
+    assert_eq!(
+        summary.total(|e| e.skipped),
+        0,
+        "gaps beyond the failover bound"
+    );
+    assert_eq!(
+        leader_holder(&leases).await,
+        None,
+        "the last leader released its lock"
+    );
 }

@@ -10,7 +10,16 @@ use celers_kube_lease::lease_name;
 use common::{executed, Replicas};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ARGS: &[&str] = &["--interval-secs", "1", "--ttl-secs", "3", "--tasks", "2"];
+const ARGS: &[&str] = &[
+    "--interval-secs",
+    "1",
+    "--ttl-secs",
+    "3",
+    "--tasks",
+    "2",
+    "--crontab",
+    "none",
+];
 
 /// `GET path` on 127.0.0.1:`port`: the status line and the body.
 async fn get(port: u16, path: &str) -> (String, String) {
@@ -46,20 +55,14 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
     let cluster = celers_kube_lease_testkit::cluster();
     let namespace = cluster.namespace("operating").await;
     let port = free_port();
-    let mut replicas = Replicas::new();
+    let mut replicas = Replicas::new(&cluster.kubeconfig, &namespace);
     let owner = format!("operating-{}", std::process::id());
     let port_text = port.to_string();
-    replicas.spawn_with_env(
-        &cluster.kubeconfig,
-        &namespace,
-        &owner,
-        ARGS,
-        &[("METRICS_PORT", &port_text)],
-    );
+    replicas.spawn_with_env(&owner, ARGS, &[("METRICS_PORT", &port_text)]);
     let deadline = Instant::now() + Duration::from_secs(20);
     replicas
-        .wait_for("two executed runs", deadline, |log| {
-            (executed(log).len() >= 2).then_some(())
+        .wait_for("four executed runs", deadline, |log| {
+            (executed(log).len() >= 4).then_some(())
         })
         .await;
 
@@ -67,10 +70,14 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
     assert!(status.contains(" 200 "), "{status}");
     let (status, first) = get(port, "/metrics").await;
     assert!(status.contains(" 200 "), "{status}");
-    let acquired = "celers_lock_operations_total{operation=\"try_acquire\",result=\"acquired\"}";
+    // Each fire after an entry's first moves its ledger: one update.
+    let acquired = "celers_lock_api_requests_total{verb=\"update\",code=\"200\"}";
     let before = sample(&first, acquired).unwrap_or_else(|| panic!("no {acquired} in:\n{first}"));
     assert_eq!(
-        sample(&first, "leader_election_master_status"),
+        sample(
+            &first,
+            "leader_election_master_status{name=\"celers-beat\"}"
+        ),
         Some(1.0),
         "{first}"
     );
@@ -88,7 +95,7 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
     );
 
     // More runs, more acquisitions.
-    let runs = executed(&replicas.log).len();
+    let runs = executed(replicas.log()).len();
     replicas
         .wait_for(
             "more executed runs",
@@ -109,9 +116,10 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
         "-o",
         "jsonpath={range .items[*]}{.reason} {.regarding.kind} {.regarding.name} {.note}{\"\\n\"}{end}",
     ]);
+    // client-go's reason and message; the identity is the pod name.
     let expected = format!(
-        "BecameLeader Lease {} {owner} became the leader",
-        lease_name("beat_leader")
+        "LeaderElection Lease {} {owner} became leader",
+        lease_name("celers-beat/leader")
     );
     assert!(
         events.lines().any(|line| line == expected),

@@ -1,127 +1,110 @@
-//! A scheduler replica paused (SIGSTOP) just before locking a run, for
-//! longer than the run lock's TTL, and resumed after that lock was swept:
-//! the other replica has executed the run meanwhile, and the resumed one
-//! must not execute it again. The per-run lock alone cannot stop it (it is
-//! gone); the task's run ledger does.
+//! A leader paused (SIGSTOP) for longer than its leader TTL while it holds
+//! the lead, then resumed (SIGCONT): another replica has taken over and
+//! fired the instants meanwhile, and the resumed one must fire nothing: its
+//! guard is lost (its deadline came before anyone could take over), and the
+//! ledger refuses its writes.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use celers_kube_lease::KubeLeaseLockBackend;
-use common::{duplicates, executed, Line, Replicas};
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::Api;
+use common::{executed, roles, Line, Replicas};
 
-const TTL_SECS: u64 = 3;
-const ARGS: &[&str] = &["--interval-secs", "1", "--ttl-secs", "3", "--tasks", "2"];
-/// The paused replica stops before its fifth round of lock requests.
-const STOP_AT_ROUND: &str = "5";
+const TTL: Duration = Duration::from_secs(3);
+const ARGS: &[&str] = &[
+    "--interval-secs",
+    "1",
+    "--ttl-secs",
+    "3",
+    "--tasks",
+    "2",
+    "--crontab",
+    "none",
+];
+/// The leader stops itself before its tenth tick as the leader (2 s in).
+const STOP_AT_TICK: &str = "10";
 const STOPPING: &str = "stopping before locking the run";
-const ALREADY_CLAIMED: &str = "run already claimed in the ledger";
 
-/// The run the paused replica stopped before, once it said so.
-fn stopped_before(log: &[Line], replica: usize) -> Option<u64> {
+fn said(log: &[Line], replica: usize, prefix: &str) -> Option<Instant> {
     log.iter()
-        .filter(|l| l.replica == replica && l.says(STOPPING))
-        .find_map(|l| l.event.as_ref()?.run)
+        .find(|line| line.replica == replica && line.says(prefix))
+        .map(|line| line.at)
 }
 
 #[tokio::test]
 #[ignore = "needs a control plane: run `make test`"]
-async fn a_paused_replica_does_not_execute_a_run_again_after_its_lock_was_swept() {
+async fn a_leader_paused_past_its_ttl_fires_nothing_when_it_resumes() {
     let cluster = celers_kube_lease_testkit::cluster();
-    let namespace = cluster.namespace("paused").await;
-    let client = cluster.client().await;
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &namespace);
-    // Sweeps as any replica's background sweep would, without grace.
-    let sweeper = KubeLeaseLockBackend::builder(client)
-        .namespace(namespace.as_str())
-        .sweep_grace(Duration::ZERO)
-        .build()
-        .expect("backend");
-    let mut replicas = Replicas::new();
+    let namespace = cluster.namespace("beat-paused").await;
+    let mut replicas = Replicas::new(&cluster.kubeconfig, &namespace);
     let tag = std::process::id();
     let paused = replicas.spawn_with_env(
-        &cluster.kubeconfig,
-        &namespace,
         &format!("paused-a-{tag}"),
         ARGS,
-        &[("SCHEDULER_TEST_STOP_BEFORE_LOCK", STOP_AT_ROUND)],
+        &[("SCHEDULER_TEST_STOP_BEFORE_LOCK", STOP_AT_TICK)],
     );
-    let other = replicas.spawn(
-        &cluster.kubeconfig,
-        &namespace,
-        &format!("paused-b-{tag}"),
-        ARGS,
-    );
-
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let run = replicas
-        .wait_for("the replica to stop itself", deadline, |log| {
-            stopped_before(log, paused)
-        })
-        .await;
-    let stopped_at = Instant::now();
-    eprintln!("replica {paused} stopped before locking run {run}");
-
-    // The other replica executes that run of every task.
+    // The paused replica leads first: the other starts once it does.
     replicas
         .wait_for(
-            "the other replica to execute the run",
-            Instant::now() + Duration::from_secs(15),
+            "the first replica to lead",
+            Instant::now() + Duration::from_secs(20),
+            |log| (roles(log, 1)[0].as_deref() == Some("leader")).then_some(()),
+        )
+        .await;
+    let other = replicas.spawn(&format!("paused-b-{tag}"), ARGS);
+
+    let stopped = replicas
+        .wait_for(
+            "the leader to stop itself",
+            Instant::now() + Duration::from_secs(20),
+            |log| said(log, paused, STOPPING),
+        )
+        .await;
+    // The other replica takes over and fires.
+    let took_over = replicas
+        .wait_for(
+            "the other replica to lead",
+            stopped + TTL + Duration::from_secs(8),
             |log| {
-                let done = executed(log)
-                    .iter()
-                    .filter(|(_, r, l)| *r == run && l.replica == other)
-                    .count();
-                (done == 2).then_some(())
+                log.iter()
+                    .find(|l| l.replica == other && l.role() == Some("leader"))
+                    .map(|l| l.at)
             },
         )
         .await;
+    assert!(
+        took_over - stopped >= TTL - Duration::from_millis(500),
+        "taken over early"
+    );
+    replicas
+        .wait_for(
+            "the new leader to fire",
+            Instant::now() + Duration::from_secs(10),
+            |log| {
+                let fired = executed(log)
+                    .iter()
+                    .filter(|(_, _, l)| l.replica == other && l.at > took_over)
+                    .count();
+                (fired >= 4).then_some(())
+            },
+        )
+        .await;
+    assert!(stopped.elapsed() > TTL, "paused for less than the TTL");
 
-    // Past the TTL, the run's locks are expired; sweep until they are gone.
-    tokio::time::sleep_until((stopped_at + Duration::from_secs(TTL_SECS + 1)).into()).await;
-    let run_leases: Vec<String> = (0..2)
-        .map(|i| celers_kube_lease::lease_name(&format!("celers-beat:dispatch:task-{i}@{run}")))
-        .collect();
-    let swept_by = Instant::now() + Duration::from_secs(15);
-    loop {
-        sweeper.sweep_expired().await.expect("sweep");
-        let mut left = Vec::new();
-        for name in &run_leases {
-            if leases.get_opt(name).await.expect("read Lease").is_some() {
-                left.push(name.clone());
-            }
-        }
-        if left.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < swept_by, "never swept: {left:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let paused_for = stopped_at.elapsed();
-    assert!(paused_for > Duration::from_secs(TTL_SECS), "{paused_for:?}");
-
-    // Resumed, it locks the run afresh, but must find it claimed.
+    // Resumed, the old leader must find out that it no longer leads.
     replicas.signal(paused, "CONT");
+    let resumed = Instant::now();
     replicas
         .wait_for(
-            "the resumed replica to decide the run",
-            Instant::now() + Duration::from_secs(15),
+            "the resumed replica to stand by",
+            resumed + Duration::from_secs(10),
             |log| {
-                let decided = log
-                    .iter()
-                    .filter(|l| {
-                        l.replica == paused && l.event.as_ref().and_then(|e| e.run) == Some(run)
-                    })
-                    .filter(|l| l.says(ALREADY_CLAIMED) || l.says("executed run"))
-                    .count();
-                (decided == 2).then_some(())
+                log.iter()
+                    .find(|l| l.replica == paused && l.at > resumed && l.role() == Some("standby"))
+                    .map(|_| ())
             },
         )
         .await;
-    // Let both run on a little, then stop them.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for replica in [paused, other] {
         replicas.signal(replica, "TERM");
@@ -132,16 +115,23 @@ async fn a_paused_replica_does_not_execute_a_run_again_after_its_lock_was_swept(
     }
     replicas.drain().await;
 
-    assert_eq!(duplicates(&replicas.log), Vec::new(), "runs executed twice");
-    let claimed = replicas
-        .log
+    let after_resume = executed(replicas.log())
         .iter()
-        .filter(|l| l.replica == paused && l.says(ALREADY_CLAIMED))
+        .filter(|(_, _, l)| l.replica == paused && l.at > resumed)
         .count();
-    assert!(claimed >= 2, "the resumed replica never met the ledger");
-    let after = executed(&replicas.log)
-        .iter()
-        .filter(|(_, r, _)| *r > run)
-        .count();
-    assert!(after > 0, "no run executed after the pause");
+    assert_eq!(
+        after_resume, 0,
+        "the resumed replica fired after it lost the lead"
+    );
+    let summary = replicas.summary(TTL + Duration::from_secs(4));
+    assert_eq!(
+        summary.total(|e| e.twice),
+        0,
+        "instants fired twice: {summary:?}"
+    );
+    assert_eq!(
+        summary.total(|e| e.skipped),
+        0,
+        "gaps beyond the bound: {summary:?}"
+    );
 }

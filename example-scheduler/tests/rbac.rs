@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use celers_kube_lease::{Error, KubeLeaseLockBackend};
 use celers_kube_lease_testkit::{cluster, repo_root, Cluster};
-use common::{duplicates, executed, Replicas};
+use common::{executed, Replicas};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
@@ -170,7 +170,7 @@ impl Drop for TokenKubeconfig {
 async fn scheduler_runs_as_the_service_account() {
     let cluster = cluster();
     let kubeconfig = TokenKubeconfig::write(&cluster, service_account_token(&cluster));
-    let mut replicas = Replicas::new();
+    let mut replicas = Replicas::new(&kubeconfig.0, NAMESPACE);
     let owner = unique("rbac-scheduler");
     let args = [
         "--interval-secs",
@@ -179,17 +179,19 @@ async fn scheduler_runs_as_the_service_account() {
         "3",
         "--tasks",
         "2",
+        "--crontab",
+        "none",
         "--run-for-secs",
         "4",
     ];
-    let replica = replicas.spawn(&kubeconfig.0, NAMESPACE, &owner, &args);
+    let replica = replicas.spawn(&owner, &args);
 
     let status = replicas.exit_status(replica, Duration::from_secs(20)).await;
     replicas.drain().await;
     assert!(status.success(), "the scheduler exited with {status}");
-    let log = &replicas.log;
+    let log = replicas.log();
     assert!(executed(log).len() >= 4, "too few executed runs");
-    assert_eq!(duplicates(log), Vec::new());
+    assert_eq!(replicas.summary(Duration::ZERO).total(|e| e.twice), 0);
     assert!(
         log.iter().any(|l| l.says("released locks")),
         "no shutdown line"

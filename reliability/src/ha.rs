@@ -221,13 +221,13 @@ pub fn rows(outcome: &Outcome, paused: Option<&PausedTrials>) -> Vec<(String, St
     ];
     if let Some(p) = paused {
         rows.push((
-            "paused scheduler replica (SIGSTOP > TTL, its run locks swept)".to_owned(),
+            "paused scheduler leader (SIGSTOP > leader TTL, then SIGCONT)".to_owned(),
             format!(
-                "{} pauses, {} runs executed, {} met the ledger on resuming",
-                p.pauses, p.executed, p.already_claimed
+                "{} pauses, {} instants fired, {} fired by a resumed leader",
+                p.pauses, p.instants, p.fired_after_resume
             ),
         ));
-        rows.push(("double runs".to_owned(), p.double_runs.to_string()));
+        rows.push(("instants fired twice".to_owned(), p.double_runs.to_string()));
     }
     rows
 }

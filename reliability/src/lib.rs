@@ -8,6 +8,7 @@
 //! one key at the same time.
 
 pub mod bad_input;
+pub mod beat;
 pub mod checker;
 pub mod cluster;
 pub mod contender;

@@ -7,6 +7,12 @@
 //! `celers-kube-lease-reliability long [--duration 600s]`: the long form on
 //! a control plane of its own; prints the figures as a table.
 //!
+//! `celers-kube-lease-reliability beat [--mode kube-beat] [--duration 600s]`:
+//! replicas of the example scheduler (a stock celers-beat `BeatScheduler`)
+//! through a leader kill, a leader pause and a rolling restart, on a
+//! control plane of its own; prints per entry the instants fired twice and
+//! skipped.
+//!
 //! `celers-kube-lease-reliability ha [--duration 600s]`: the HA form on an
 //! HA control plane of its own (API server clocks moved, API servers and
 //! etcd members killed, quorum lost; then a paused scheduler replica);
@@ -19,6 +25,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use celers_kube_lease_reliability::beat::{self, BeatPlan};
 use celers_kube_lease_reliability::cluster::{self, Connect};
 use celers_kube_lease_reliability::contender::{self, Mode, Plan};
 use celers_kube_lease_reliability::{fencing, ha, long_form, Result};
@@ -52,6 +59,40 @@ enum Command {
         /// Paused-replica trials of the example scheduler afterwards.
         #[arg(long, default_value_t = 4)]
         pauses: u32,
+        /// The celers-kube-lease-scheduler binary [default: next to this one].
+        #[arg(long)]
+        scheduler: Option<PathBuf>,
+    },
+    /// The celers-beat scenario on a control plane of its own.
+    Beat {
+        /// The scheduler's mode: kube-beat, stock, stock-ids, stock-heartbeat.
+        #[arg(long, default_value = "kube-beat")]
+        mode: String,
+        /// Scheduler replicas.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+        replicas: u64,
+        /// How long: 600s, 10m or seconds.
+        #[arg(long, default_value = "600s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Leader TTL in seconds.
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(2..=3600))]
+        ttl_secs: u64,
+        /// Task i runs every (i + 1) × this many seconds.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval_secs: u64,
+        /// Interval tasks.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+        tasks: u32,
+        /// A crontab entry ("none": no such entry).
+        #[arg(long, default_value = "* * * * *")]
+        crontab: String,
+        /// No kill, pause or rolling restart.
+        #[arg(long)]
+        no_faults: bool,
+        /// Exit 0 even if instants fired twice or were skipped (to measure
+        /// a baseline that does).
+        #[arg(long)]
+        measure_only: bool,
         /// The celers-kube-lease-scheduler binary [default: next to this one].
         #[arg(long)]
         scheduler: Option<PathBuf>,
@@ -150,6 +191,30 @@ async fn main() {
             pauses,
             scheduler,
         } => run_ha(duration, seed, pauses, scheduler).await,
+        Command::Beat {
+            mode,
+            replicas,
+            duration,
+            ttl_secs,
+            interval_secs,
+            tasks,
+            crontab,
+            no_faults,
+            measure_only,
+            scheduler,
+        } => {
+            let plan = BeatPlan {
+                mode,
+                replicas: usize::try_from(replicas).unwrap_or(1),
+                duration,
+                ttl_secs,
+                interval_secs,
+                tasks,
+                crontab: (crontab != "none").then_some(crontab),
+                faults: !no_faults,
+            };
+            run_beat(plan, measure_only, scheduler).await
+        }
         Command::Contender {
             target,
             owner,
@@ -239,6 +304,20 @@ async fn run_ha(
         Ok(())
     } else {
         Err("the HA form found violations (see above)".into())
+    }
+}
+
+async fn run_beat(plan: BeatPlan, measure_only: bool, scheduler: Option<PathBuf>) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let scheduler = scheduler.unwrap_or_else(|| exe.with_file_name("celers-kube-lease-scheduler"));
+    let cp = tokio::task::spawn_blocking(|| celers_kube_lease_testkit::ControlPlane::start("beat"))
+        .await?;
+    let report = beat::run(&scheduler, &cp.cluster().kubeconfig, plan).await?;
+    println!("{report}");
+    if report.clean() || measure_only {
+        Ok(())
+    } else {
+        Err("instants fired twice or skipped beyond the failover bound (see above)".into())
     }
 }
 

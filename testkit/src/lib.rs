@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -408,52 +408,4 @@ fn run_script_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
-}
-
-/// The command of one replica of the example scheduler (the binary `exe`,
-/// `celers-kube-lease-scheduler`) as `owner` in `namespace` on the control
-/// plane of `kubeconfig`, as example-scheduler's tests and the reliability
-/// checks start it: logging at info without colours, no metrics port
-/// (replicas share a host; set `METRICS_PORT` to have one), none of the
-/// scheduler's settings or test faults inherited from this process's
-/// environment, no stdin, killed when dropped. Add the arguments, any
-/// other environment, and where its output goes.
-pub fn scheduler_replica(
-    exe: &Path,
-    kubeconfig: &Path,
-    namespace: &str,
-    owner: &str,
-) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(exe);
-    command
-        .env("METRICS_PORT", "0")
-        .env("KUBECONFIG", kubeconfig)
-        .env("POD_NAME", owner)
-        .env("POD_NAMESPACE", namespace)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env_remove("SCHEDULER_INTERVAL_SECS")
-        .env_remove("SCHEDULER_TTL_SECS")
-        .env_remove("SCHEDULER_TASKS")
-        .env_remove("SCHEDULER_RUN_FOR_SECS")
-        .env_remove("SCHEDULER_TEST_STOP_BEFORE_LOCK")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
-
-/// Sends `signal` (such as `TERM`, `KILL`, `STOP`) to `child` with kill(1).
-///
-/// # Errors
-///
-/// When the child has exited, or kill fails.
-pub fn signal(child: &tokio::process::Child, signal: &str) -> Result<(), BoxError> {
-    let pid = child.id().ok_or("the process has exited")?;
-    let status = Command::new("kill")
-        .args([format!("-{signal}"), pid.to_string()])
-        .status()?;
-    if !status.success() {
-        return Err(format!("kill -{signal} {pid} failed").into());
-    }
-    Ok(())
 }

@@ -1,11 +1,12 @@
-//! `celers-beat-runs`: reads the JSON logs of scheduler replicas and says
-//! which runs were executed, whether any was executed twice or missed, and
-//! how long a failover took. Exits 1 if a run was executed twice, none was
-//! executed, an asked-for failover did not happen, or (`--fail-on-missed`)
-//! a run was missed.
+//! `celers-beat-runs`: reads the JSON logs of scheduler replicas and says,
+//! per schedule entry, how many instants were fired, how many twice, how
+//! many were skipped beyond the failover bound, and how long a failover
+//! took. Exits 1 if an instant was fired twice, none was fired, an
+//! asked-for failover did not happen, or (`--fail-on-skipped`) a gap between
+//! two instants exceeded the entry's interval plus `--failover-bound`.
 //!
 //! ```text
-//! celers-beat-runs --tasks 3 --interval 2 [--failover-after UNIX_MS --dead NAME] \
+//! celers-beat-runs [--failover-bound SECS] [--failover-after UNIX_MS --dead NAME] \
 //!     replica-a=a.log replica-b=b.log ...
 //! ```
 
@@ -19,12 +20,10 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(about = "Checks the runs in the JSON logs of scheduler replicas")]
 struct Args {
-    /// Number of tasks the replicas ran.
-    #[arg(long)]
-    tasks: u64,
-    /// Seconds between two runs of a task.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    interval: u64,
+    /// Longest failover the gaps may include, in seconds: a gap between two
+    /// instants longer than the entry's interval plus this counts as skipped.
+    #[arg(long, default_value_t = 0.0)]
+    failover_bound: f64,
     /// Report the first change to leader of another replica than --dead
     /// after this time (Unix milliseconds).
     #[arg(long, requires = "dead")]
@@ -32,10 +31,13 @@ struct Args {
     /// The replica killed at --failover-after.
     #[arg(long, requires = "failover_after")]
     dead: Option<String>,
-    /// Also fail when a run due between the first and the last executed
-    /// one was executed by nobody.
+    /// Also fail when an instant was skipped beyond the failover bound.
     #[arg(long)]
-    fail_on_missed: bool,
+    fail_on_skipped: bool,
+    /// Also fail when an instant was fired twice (on by default; `false`
+    /// to measure a scheduler that does fire twice).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    fail_on_twice: bool,
     /// NAME=LOG for each replica.
     #[arg(required = true, value_parser = parse_log)]
     logs: Vec<(String, PathBuf)>,
@@ -62,21 +64,42 @@ fn main() -> ExitCode {
         let events: Vec<Event> = text.lines().filter_map(Event::parse).collect();
         replicas.push((name.as_str(), events));
     }
+    if !(0.0..=86_400.0).contains(&args.failover_bound) {
+        eprintln!("error: --failover-bound must be 0 to 86400 seconds");
+        return ExitCode::from(2);
+    }
     let summary = summarize(
         replicas
             .iter()
             .map(|(name, events)| (*name, events.as_slice())),
-        args.tasks,
-        args.interval,
+        (args.failover_bound * 1000.0) as i64,
     );
+    println!(
+        "  {:<12} {:>6} {:>6} {:>9} {:>6} {:>7} {:>8} {:>12}",
+        "ENTRY", "EVERY", "FIRES", "INSTANTS", "TWICE", "MISSED", "SKIPPED", "LONGEST GAP"
+    );
+    for (entry, counts) in &summary.entries {
+        println!(
+            "  {entry:<12} {:>5}s {:>6} {:>9} {:>6} {:>7} {:>8} {:>11.1}s",
+            counts.every_secs,
+            counts.fires,
+            counts.instants,
+            counts.twice,
+            counts.missed,
+            counts.skipped,
+            counts.longest_gap_ms as f64 / 1000.0
+        );
+    }
     let row = |label: &str, value: String| println!("  {label:<44} {value}");
+    row("fires", summary.total(|e| e.fires).to_string());
     row(
-        &format!("runs scheduled ({} tasks, first to last run)", args.tasks),
-        summary.scheduled.to_string(),
+        "instants fired twice",
+        summary.total(|e| e.twice).to_string(),
     );
-    row("runs executed", summary.executed.to_string());
-    row("runs executed twice", summary.twice.len().to_string());
-    row("runs missed", summary.missed.to_string());
+    row(
+        &format!("instants skipped (gap > every + {}s)", args.failover_bound),
+        summary.total(|e| e.skipped).to_string(),
+    );
     let mut failed = Vec::new();
     if let (Some(after), Some(dead)) = (args.failover_after, &args.dead) {
         let failover = replicas
@@ -97,18 +120,26 @@ fn main() -> ExitCode {
         }
     }
     println!();
-    println!("  {:<40} {:>8}", "REPLICA", "EXECUTED");
+    println!("  {:<40} {:>8}", "REPLICA", "FIRES");
     for (name, count) in &summary.by_replica {
         println!("  {name:<40} {count:>8}");
     }
-    for (task, run, times) in &summary.twice {
-        failed.push(format!("{task} run {run} was executed {times} times"));
+    for (entry, counts) in &summary.entries {
+        if args.fail_on_twice && counts.twice > 0 {
+            failed.push(format!(
+                "{entry}: {} instants were fired twice",
+                counts.twice
+            ));
+        }
+        if args.fail_on_skipped && counts.skipped > 0 {
+            failed.push(format!(
+                "{entry}: {} gaps beyond the failover bound",
+                counts.skipped
+            ));
+        }
     }
-    if summary.executed == 0 {
-        failed.push("no run was executed".to_owned());
-    }
-    if args.fail_on_missed && summary.missed > 0 {
-        failed.push(format!("{} runs were executed by nobody", summary.missed));
+    if summary.total(|e| e.fires) == 0 {
+        failed.push("no instant was fired".to_owned());
     }
     if failed.is_empty() {
         ExitCode::SUCCESS

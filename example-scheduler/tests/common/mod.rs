@@ -1,195 +1,72 @@
-//! Runs scheduler processes and collects their log lines.
+//! The library's replica spawner, with the panics a test wants.
 
 // Each test file uses a part of this.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use celers_kube_lease_scheduler::runs::{summarize, Event};
-use celers_kube_lease_testkit::scheduler_replica;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Child;
-use tokio::sync::mpsc;
+pub use celers_kube_lease_scheduler::replicas::{executed, held_by, roles, Line};
+use celers_kube_lease_scheduler::runs::Summary;
 
-/// One log line of replica `replica`, and when it was read.
-#[derive(Clone, Debug)]
-pub struct Line {
-    pub replica: usize,
-    pub at: Instant,
-    pub event: Option<Event>,
-}
-
-impl Line {
-    /// The new role, if the line says the replica's role changed.
-    pub fn role(&self) -> Option<&str> {
-        self.event.as_ref()?.new_role()
-    }
-
-    /// Whether the line's message starts with `prefix`.
-    pub fn says(&self, prefix: &str) -> bool {
-        self.event
-            .as_ref()
-            .is_some_and(|event| event.message.starts_with(prefix))
-    }
-}
-
-/// Scheduler processes, killed when dropped.
-pub struct Replicas {
-    children: Vec<Child>,
-    pub owners: Vec<String>,
-    sender: mpsc::UnboundedSender<Line>,
-    receiver: mpsc::UnboundedReceiver<Line>,
-    /// Every line read so far.
-    pub log: Vec<Line>,
-}
+/// Scheduler processes of this package's binary, echoing their output.
+pub struct Replicas(pub celers_kube_lease_scheduler::replicas::Replicas);
 
 impl Replicas {
-    pub fn new() -> Self {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        Self {
-            children: Vec::new(),
-            owners: Vec::new(),
-            sender,
-            receiver,
-            log: Vec::new(),
-        }
-    }
-
-    /// Starts a scheduler as `owner` in `namespace`; returns its index.
-    pub fn spawn(
-        &mut self,
-        kubeconfig: &Path,
-        namespace: &str,
-        owner: &str,
-        args: &[&str],
-    ) -> usize {
-        self.spawn_with_env(kubeconfig, namespace, owner, args, &[])
-    }
-
-    /// [`spawn`](Self::spawn) with more environment variables.
-    pub fn spawn_with_env(
-        &mut self,
-        kubeconfig: &Path,
-        namespace: &str,
-        owner: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> usize {
-        let replica = self.children.len();
+    pub fn new(kubeconfig: &Path, namespace: &str) -> Self {
         let exe = Path::new(env!("CARGO_BIN_EXE_celers-kube-lease-scheduler"));
-        let mut child = scheduler_replica(exe, kubeconfig, namespace, owner)
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the scheduler");
-        self.forward(replica, child.stdout.take().expect("stdout"));
-        self.forward(replica, child.stderr.take().expect("stderr"));
-        self.children.push(child);
-        self.owners.push(owner.to_owned());
-        replica
+        Self(celers_kube_lease_scheduler::replicas::Replicas::new(
+            exe, kubeconfig, namespace, true,
+        ))
     }
 
-    fn forward(&self, replica: usize, stream: impl AsyncRead + Unpin + Send + 'static) {
-        let sender = self.sender.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stream).lines();
-            while let Ok(Some(text)) = lines.next_line().await {
-                eprintln!("[{replica}] {text}");
-                let at = Instant::now();
-                let event = Event::parse(&text);
-                if sender.send(Line { replica, at, event }).is_err() {
-                    break;
-                }
-            }
-        });
+    pub fn owners(&self) -> &[String] {
+        &self.0.owners
     }
 
-    /// Reads lines until `found` returns something for the log, or panics
-    /// with `what` at `deadline`.
+    pub fn log(&self) -> &[Line] {
+        &self.0.log
+    }
+
+    pub fn spawn(&mut self, owner: &str, args: &[&str]) -> usize {
+        self.spawn_with_env(owner, args, &[])
+    }
+
+    pub fn spawn_with_env(&mut self, owner: &str, args: &[&str], env: &[(&str, &str)]) -> usize {
+        self.0.spawn(owner, args, env).expect("start the scheduler")
+    }
+
     pub async fn wait_for<T>(
         &mut self,
         what: &str,
         deadline: Instant,
         found: impl Fn(&[Line]) -> Option<T>,
     ) -> T {
-        loop {
-            if let Some(value) = found(&self.log) {
-                return value;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.receiver.recv()).await {
-                Ok(Some(line)) => self.log.push(line),
-                Ok(None) | Err(_) => panic!("timed out waiting for {what}"),
-            }
-        }
-    }
-
-    /// Sends `signal` (such as "TERM" or "KILL") to a replica.
-    pub fn signal(&self, replica: usize, signal: &str) {
-        if let Err(error) = celers_kube_lease_testkit::signal(&self.children[replica], signal) {
-            panic!("signalling replica {replica}: {error}");
-        }
-    }
-
-    /// Waits at most `limit` for a replica to exit.
-    pub async fn exit_status(&mut self, replica: usize, limit: Duration) -> ExitStatus {
-        let child = &mut self.children[replica];
-        tokio::time::timeout(limit, child.wait())
+        self.0
+            .wait_for(what, deadline, found)
             .await
-            .unwrap_or_else(|_| panic!("replica {replica} still running after {limit:?}"))
-            .expect("wait for the replica")
+            .unwrap_or_else(|error| panic!("{error}"))
     }
 
-    /// Reads what is left of the output (the processes have exited).
+    pub fn signal(&self, replica: usize, signal: &str) {
+        self.0
+            .signal(replica, signal)
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    pub async fn exit_status(&mut self, replica: usize, limit: Duration) -> ExitStatus {
+        self.0
+            .exit_status(replica, limit)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
     pub async fn drain(&mut self) {
-        while let Ok(Some(line)) =
-            tokio::time::timeout(Duration::from_millis(300), self.receiver.recv()).await
-        {
-            self.log.push(line);
-        }
+        self.0.drain().await;
     }
-}
 
-impl Drop for Replicas {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.start_kill();
-        }
+    pub fn summary(&self, failover_bound: Duration) -> Summary {
+        self.0.summary(failover_bound)
     }
-}
-
-/// The role of each replica according to its latest `role changed` line.
-pub fn roles(log: &[Line], replicas: usize) -> Vec<Option<String>> {
-    let mut roles = vec![None; replicas];
-    for line in log {
-        if let (Some(role), Some(slot)) = (line.role(), roles.get_mut(line.replica)) {
-            *slot = Some(role.to_owned());
-        }
-    }
-    roles
-}
-
-/// `(task, run)` of every `executed run` line, with the line.
-pub fn executed(log: &[Line]) -> Vec<(String, u64, &Line)> {
-    log.iter()
-        .filter_map(|line| {
-            let (task, run) = line.event.as_ref()?.executed()?;
-            Some((task.to_owned(), run, line))
-        })
-        .collect()
-}
-
-/// Runs executed more than once, as the `celers-beat-runs` checker counts
-/// them.
-pub fn duplicates(log: &[Line]) -> Vec<(String, u64)> {
-    let events: Vec<Event> = log.iter().filter_map(|line| line.event.clone()).collect();
-    summarize([("all", events.as_slice())], 1, 1)
-        .twice
-        .into_iter()
-        .map(|(task, run, _)| (task, run))
-        .collect()
 }
