@@ -56,10 +56,10 @@ async fn main() -> Result<(), Failure> {
         .nth(1)
         .unwrap_or_else(|| client.default_namespace().to_owned());
     // Two replicas: two backends, as two processes would have.
-    let replica = || {
-        KubeLeaseLockBackend::builder(client.clone())
+    let replica = || -> Result<KubeLeaseLockBackend, Failure> {
+        Ok(KubeLeaseLockBackend::builder(client.clone())
             .namespace(namespace.as_str())
-            .build()
+            .build()?)
     };
     let (replica_a, replica_b) = (replica()?, replica()?);
     let reports = Reports::default();
