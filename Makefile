@@ -1,5 +1,5 @@
 # The commands people use. `make test` and `make demo` need only Rust and Go.
-.PHONY: test demo lint fmt up down status bench bench-scale reliability reliability-long reliability-ha plugin pods-e2e node-up node-down
+.PHONY: test demo lint fmt up down status bench bench-scale reliability reliability-long reliability-ha plugin krew-archive package-check pods-e2e node-up node-down
 
 ## Run every test, the real-cluster ones included, on a local control plane
 ## that this command starts and stops.
@@ -63,6 +63,18 @@ reliability-long:
 ## The kubectl plugin: `kubectl celers …` once ~/.cargo/bin is on PATH.
 plugin:
 	cargo install --locked --path kubectl-celers
+
+## The plugin packed for krew (the release binary and LICENSE) and its
+## manifest celers.yaml, in OUT (default target/krew); install from it with
+## kubectl krew install --manifest=OUT/celers.yaml --archive=OUT/kubectl-celers_v…tar.gz
+krew-archive:
+	hack/krew-archive.sh $(or $(OUT),target/krew)
+
+## What `cargo publish` would ship of the library (only src/, examples/,
+## README, LICENSE, CHANGELOG and cargo's own files), and its dry run.
+package-check:
+	hack/check-package.sh --self-test
+	hack/check-package.sh --publish
 
 ## The example scheduler as three real pods on a one-node cluster on this
 ## machine (root; Debian's containerd, runc and jq; see hack/node.sh): node,

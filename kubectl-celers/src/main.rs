@@ -4,9 +4,11 @@
 //! lists the locks of a namespace, `describe KEY` shows one, `release KEY`
 //! frees one (as its holder with `--owner`, or whoever holds it with
 //! `--force`) and `sweep` deletes the Leases of locks expired for longer than
-//! a grace. It takes kubectl's `--kubeconfig`, `--context`, `-n`, `-A` and
-//! `-o`. Exit codes: 0 done, 1 failed (an API error, a missing lock, a
-//! foreign Lease, a lock not held by the owner), 2 a usage error.
+//! a grace. It takes kubectl's `--kubeconfig`, `--context`, `-n`, `-A`,
+//! `-o wide|json|yaml|name|jsonpath=...`, `-l`, `--no-headers` and `-w`,
+//! spelled and behaving as `kubectl get` has them. Exit codes: 0 done, 1
+//! failed (an API error, a missing lock, a foreign Lease, a lock not held by
+//! the owner), 2 a usage error.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,12 +16,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
-use clap::{ArgGroup, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
 
 mod commands;
+#[cfg(test)]
+mod fixtures;
+mod jsonpath;
 mod output;
 
-use commands::{Connection, Failure, Printed, Printer, Scope, Settings};
+use commands::{
+    Connection, Failure, Print, Printed, Printer, Query, Scope, Settings, Watch, WatchStop,
+};
 
 /// The locks of celers-kube-lease: who holds which, for how long, and ways to
 /// free stuck ones.
@@ -60,17 +67,34 @@ struct Cli {
     #[arg(short = 'A', long, global = true, help_heading = "Global options")]
     all_namespaces: bool,
 
-    /// Output format: `wide` (more columns), `json` or `yaml`. For `locks`,
-    /// `describe` and `sweep --dry-run`.
+    /// Output format: `wide` (more columns), `json`, `yaml`, `name`
+    /// (`lease.coordination.k8s.io/NAME`) or `jsonpath=TEMPLATE` (kubectl's
+    /// JSONPath over the JSON form). For `locks`, `describe` and
+    /// `sweep --dry-run`.
     #[arg(
         short = 'o',
         long,
         global = true,
         help_heading = "Global options",
-        value_enum,
+        value_parser = output_arg,
         value_name = "FORMAT"
     )]
     output: Option<OutputFormat>,
+
+    /// `locks` and `sweep --dry-run`: print tables without their header.
+    #[arg(long, global = true, help_heading = "Global options")]
+    no_headers: bool,
+
+    /// `locks` only: a label selector the Leases must match too, as
+    /// kubectl's (`-l celers.io/lock-owner=scheduler-0`, `-l 'team in (a,b)'`).
+    #[arg(
+        short = 'l',
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "SELECTOR"
+    )]
+    selector: Option<String>,
 
     /// The label prefix the schedulers' backends use (their builder's
     /// `label_prefix`).
@@ -91,11 +115,32 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Debug, PartialEq)]
 enum OutputFormat {
     Wide,
     Json,
     Yaml,
+    Name,
+    JsonPath(jsonpath::Template),
+}
+
+/// `-o`: kubectl's names of the formats this plugin prints.
+fn output_arg(text: &str) -> Result<OutputFormat, String> {
+    match text {
+        "wide" => Ok(OutputFormat::Wide),
+        "json" => Ok(OutputFormat::Json),
+        "yaml" => Ok(OutputFormat::Yaml),
+        "name" => Ok(OutputFormat::Name),
+        _ => match text.split_once('=') {
+            Some(("jsonpath", template)) => {
+                jsonpath::Template::parse(template).map(OutputFormat::JsonPath)
+            }
+            _ => Err(format!(
+                "unable to match a printer suitable for the output format {text:?}, allowed \
+                 formats are: json, jsonpath, name, wide, yaml"
+            )),
+        },
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +150,22 @@ enum Command {
         /// Only locks whose key starts with this.
         #[arg(value_name = "KEY-PREFIX", default_value = "")]
         prefix: String,
+        /// After listing, print every change (a new lock, a renewal, a
+        /// takeover, an expiry, a release) until interrupted.
+        #[arg(short = 'w', long)]
+        watch: bool,
+        /// Print only the changes, without listing first.
+        #[arg(long)]
+        watch_only: bool,
+        /// With --watch: say ADDED, MODIFIED or DELETED (an EVENT column,
+        /// or `{"type", "object"}` for JSON and YAML).
+        #[arg(long)]
+        output_watch_events: bool,
+        /// With --watch: how often the locks are listed again (a lock
+        /// expires without any write, so a watch of the Leases would not
+        /// see it).
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = watch_interval_arg)]
+        watch_interval: Duration,
     },
     /// Show everything about one lock.
     Describe {
@@ -143,6 +204,14 @@ fn duration_arg(text: &str) -> Result<Duration, String> {
     output::parse_duration(text)
 }
 
+fn watch_interval_arg(text: &str) -> Result<Duration, String> {
+    let interval = output::parse_duration(text)?;
+    if interval < Duration::from_millis(100) {
+        return Err("the watch interval must be at least 100ms".to_owned());
+    }
+    Ok(interval)
+}
+
 /// Exits with a usage error (code 2), as clap does.
 fn usage_error(message: &str) -> ! {
     Cli::command()
@@ -150,12 +219,14 @@ fn usage_error(message: &str) -> ! {
         .exit()
 }
 
-fn printer(output: Option<OutputFormat>) -> Printer {
+fn printer(output: Option<&OutputFormat>) -> Printer {
     match output {
-        None => Printer::Table,
-        Some(OutputFormat::Wide) => Printer::Wide,
+        None => Printer::Table { wide: false },
+        Some(OutputFormat::Wide) => Printer::Table { wide: true },
         Some(OutputFormat::Json) => Printer::Serialized(output::Format::Json),
         Some(OutputFormat::Yaml) => Printer::Serialized(output::Format::Yaml),
+        Some(OutputFormat::Name) => Printer::Name,
+        Some(OutputFormat::JsonPath(template)) => Printer::JsonPath(template.clone()),
     }
 }
 
@@ -164,17 +235,24 @@ fn check_usage(cli: &Cli) {
     if cli.all_namespaces && !locks {
         usage_error("-A/--all-namespaces is only for `locks`; give -n NAMESPACE instead");
     }
-    let formatted = matches!(
-        cli.output,
-        Some(OutputFormat::Json | OutputFormat::Yaml | OutputFormat::Wide)
-    );
+    if cli.selector.is_some() && !locks {
+        usage_error("-l/--selector is only for `locks`");
+    }
     let prints_locks = match &cli.command {
         Command::Locks { .. } | Command::Describe { .. } => true,
         Command::Sweep { dry_run, .. } => *dry_run,
         Command::Release { .. } => false,
     };
-    if formatted && !prints_locks {
+    if cli.output.is_some() && !prints_locks {
         usage_error("-o/--output is for `locks`, `describe` and `sweep --dry-run`");
+    }
+    let tables = match &cli.command {
+        Command::Locks { .. } => true,
+        Command::Sweep { dry_run, .. } => *dry_run,
+        Command::Describe { .. } | Command::Release { .. } => false,
+    };
+    if cli.no_headers && !tables {
+        usage_error("--no-headers is for `locks` and `sweep --dry-run`");
     }
 }
 
@@ -197,18 +275,47 @@ async fn run(cli: Cli) -> Result<Printed, Failure> {
         label_prefix: cli.label_prefix.clone(),
         request_timeout: cli.request_timeout,
     };
-    let printer = printer(cli.output);
+    let print = Print {
+        printer: printer(cli.output.as_ref()),
+        headers: !cli.no_headers,
+    };
     match cli.command {
-        Command::Locks { prefix } => {
-            let scope = if cli.all_namespaces {
-                Scope::AllNamespaces
-            } else {
-                Scope::Namespace(namespace)
+        Command::Locks {
+            prefix,
+            watch,
+            watch_only,
+            output_watch_events,
+            watch_interval,
+        } => {
+            let query = Query {
+                scope: if cli.all_namespaces {
+                    Scope::AllNamespaces
+                } else {
+                    Scope::Namespace(namespace)
+                },
+                prefix,
+                selector: cli.selector.clone(),
             };
-            commands::locks(&client, &scope, &settings, &prefix, printer).await
+            if !(watch || watch_only) {
+                return commands::locks(&client, &query, &settings, &print).await;
+            }
+            let watch = Watch {
+                only: watch_only,
+                events: output_watch_events,
+                interval: watch_interval,
+            };
+            let mut stdout = std::io::stdout();
+            match commands::watch_locks(&client, &query, &settings, &print, watch, &mut stdout)
+                .await
+            {
+                // Its reader went away (`| head`): done, as kubectl is.
+                Err(WatchStop::Closed) => Ok(Printed::default()),
+                Err(WatchStop::Failed(failure)) => Err(failure),
+                Ok(never) => match never {},
+            }
         }
         Command::Describe { key } => {
-            commands::describe(&client, &namespace, &settings, &key, printer).await
+            commands::describe(&client, &namespace, &settings, &key, &print.printer).await
         }
         Command::Release {
             key,
@@ -223,7 +330,7 @@ async fn run(cli: Cli) -> Result<Printed, Failure> {
             commands::force_release(&client, &namespace, &settings, &key, &mut notice).await
         }
         Command::Sweep { dry_run, grace } => {
-            commands::sweep(&client, &namespace, &settings, grace, dry_run, printer).await
+            commands::sweep(&client, &namespace, &settings, grace, dry_run, &print).await
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Output formatting: pure functions from locks to text, as kubectl prints
 //! things (tables, `describe`, durations, JSON and YAML views).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use celers_kube_lease::LockInfo;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
@@ -13,61 +15,32 @@ pub const NONE: &str = "<none>";
 pub const NO_FENCING_TOKEN: &str = "<none> (plain try_acquire tenures have none; \
      a guard records its token at its first renewal)";
 
-/// One lock as the plugin shows it: a `celers_kube_lease::LockInfo` and the
-/// namespace it was found in.
+/// One lock as the plugin shows it: the library's `LockInfo`, the namespace
+/// it was found in, and what the plugin reads of its Lease itself (its
+/// creation time and labels, which `LockInfo` does not carry).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lock {
     /// The namespace of its Lease.
     pub namespace: String,
-    /// The lock's key.
-    pub key: String,
-    /// The name of its Lease.
-    pub lease: String,
-    /// `holderIdentity`, live or not.
-    pub holder: Option<String>,
-    /// `leaseDurationSeconds`.
-    pub ttl_secs: Option<i32>,
-    /// `acquireTime`.
-    pub acquired_at: Option<DateTime<Utc>>,
-    /// `renewTime`.
-    pub renewed_at: Option<DateTime<Utc>>,
-    /// When it expires by the API server's clock.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// How long it stays held at least; `None` when free or expired.
-    pub expires_in: Option<Duration>,
-    /// How long the current tenure has lasted; `None` when not held.
-    pub held_for: Option<Duration>,
-    /// `leaseTransitions`.
-    pub transitions: i32,
-    /// The fencing token of the guard holding it, once recorded.
-    pub fencing_token: Option<u64>,
-    /// The Lease's resourceVersion.
-    pub resource_version: String,
+    /// The lock, as the library sees it.
+    pub info: LockInfo,
+    /// Its Lease's metadata beyond `LockInfo`.
+    pub meta: LeaseMeta,
+}
+
+/// What `kubectl get` shows of a Lease that `LockInfo` does not carry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LeaseMeta {
+    /// `metadata.creationTimestamp`, for the AGE column.
+    pub created: Option<DateTime<Utc>>,
+    /// `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Lock {
-    /// The lock `info` found in `namespace`.
-    pub fn new(namespace: &str, info: celers_kube_lease::LockInfo) -> Self {
-        Self {
-            namespace: namespace.to_owned(),
-            fencing_token: info.fencing_token.map(celers_kube_lease::FencingToken::get),
-            key: info.key,
-            lease: info.lease,
-            holder: info.holder,
-            ttl_secs: info.ttl_secs,
-            acquired_at: info.acquired_at,
-            renewed_at: info.renewed_at,
-            expires_at: info.expires_at,
-            expires_in: info.expires_in,
-            held_for: info.held_for,
-            transitions: info.transitions,
-            resource_version: info.resource_version,
-        }
-    }
-
     /// `held`, `expired` (a holder whose time ran out) or `free` (no holder).
     pub fn state(&self) -> State {
-        match (&self.holder, self.expires_in) {
+        match (&self.info.holder, self.info.expires_in) {
             (_, Some(_)) => State::Held,
             (Some(_), None) => State::Expired,
             (None, None) => State::Free,
@@ -78,16 +51,21 @@ impl Lock {
     /// clock reads at least `server_now`: it has no holder (or lacks the
     /// times to tell), or it expired more than `grace` before `server_now`.
     pub fn is_sweepable(&self, server_now: DateTime<Utc>, grace: Duration) -> bool {
-        if self.expires_in.is_some() {
+        if self.info.expires_in.is_some() {
             return false;
         }
-        let Some(expires_at) = self.expires_at else {
+        let Some(expires_at) = self.info.expires_at else {
             return true;
         };
         chrono::TimeDelta::from_std(grace)
             .ok()
             .and_then(|grace| expires_at.checked_add_signed(grace))
             .is_some_and(|collectable| server_now >= collectable)
+    }
+
+    /// As `-o name` prints it: kubectl's `lease.coordination.k8s.io/NAME`.
+    pub fn name(&self) -> String {
+        format!("lease.coordination.k8s.io/{}", self.info.lease)
     }
 }
 
@@ -243,22 +221,13 @@ pub fn escape_terminal(text: &str) -> String {
         .collect()
 }
 
-/// A table as kubectl prints one: a header in capitals, then rows, each
-/// column but the last padded to its widest cell plus 3 spaces (and at least
-/// 6 wide), so columns are separated by at least 3 spaces.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+/// Column widths of a table as kubectl prints one: each column's widest
+/// cell plus 3 spaces, at least 6.
+pub fn widths(lines: &[Vec<String>]) -> Vec<usize> {
     const MIN_WIDTH: usize = 6;
     const PADDING: usize = 3;
-    let header: Vec<String> = header.iter().map(|h| h.to_uppercase()).collect();
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|row| row.iter().map(|cell| escape_terminal(cell)).collect())
-        .collect();
-    let lines: Vec<&[String]> = std::iter::once(header.as_slice())
-        .chain(rows.iter().map(Vec::as_slice))
-        .collect();
-    let columns = lines.iter().map(|line| line.len()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
+    let columns = lines.iter().map(Vec::len).max().unwrap_or(0);
+    (0..columns)
         .map(|column| {
             let widest = lines
                 .iter()
@@ -268,22 +237,45 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
                 .unwrap_or(0);
             (widest + PADDING).max(MIN_WIDTH)
         })
-        .collect();
-    let mut out = String::new();
-    for line in lines {
-        let mut text = String::new();
-        for (column, cell) in line.iter().enumerate() {
-            text.push_str(cell);
-            if column + 1 < line.len() {
-                let width = widths.get(column).copied().unwrap_or(0);
-                let pad = width.saturating_sub(cell.chars().count());
-                text.extend(std::iter::repeat_n(' ', pad));
-            }
+        .collect()
+}
+
+/// One line of a table: each cell but the last padded to its column's width
+/// (or 3 spaces past the cell where it is wider), no trailing spaces.
+pub fn table_line(cells: &[String], widths: &[usize]) -> String {
+    let mut text = String::new();
+    for (column, cell) in cells.iter().enumerate() {
+        text.push_str(cell);
+        if column + 1 < cells.len() {
+            let width = widths.get(column).copied().unwrap_or(0);
+            let length = cell.chars().count();
+            let pad = width.saturating_sub(length).max(3);
+            text.extend(std::iter::repeat_n(' ', pad));
         }
-        out.push_str(text.trim_end());
-        out.push('\n');
     }
-    out
+    let trimmed = text.trim_end().len();
+    text.truncate(trimmed);
+    text.push('\n');
+    text
+}
+
+/// Cells as printed: control characters escaped.
+pub fn escaped(cells: &[String]) -> Vec<String> {
+    cells.iter().map(|cell| escape_terminal(cell)).collect()
+}
+
+/// A table as kubectl prints one: a header in capitals (none when `header`
+/// is `None`, as with `--no-headers`), then rows, each column but the last
+/// padded to its widest cell plus 3 spaces (and at least 6 wide), so
+/// columns are separated by at least 3 spaces.
+pub fn table(header: Option<&[&str]>, rows: &[Vec<String>]) -> String {
+    let mut lines: Vec<Vec<String>> = Vec::new();
+    if let Some(header) = header {
+        lines.push(header.iter().map(|h| h.to_uppercase()).collect());
+    }
+    lines.extend(rows.iter().map(|row| escaped(row)));
+    let widths = widths(&lines);
+    lines.iter().map(|line| table_line(line, &widths)).collect()
 }
 
 /// RFC 3339 in UTC to the second, as kubectl prints timestamps in tables.
@@ -296,11 +288,26 @@ pub fn micro_timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// The AGE cell as kubectl prints it (`translateTimestampSince`): the
+/// human duration since `created` by `now`, `<unknown>` without a time,
+/// `<invalid>` for a time more than a second in the future, `0s` for one
+/// less than that.
+pub fn age_cell(created: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    let Some(created) = created else {
+        return "<unknown>".to_owned();
+    };
+    let age = now - created;
+    if age.num_seconds() < -1 {
+        return "<invalid>".to_owned();
+    }
+    human_duration(age.to_std().unwrap_or(Duration::ZERO))
+}
+
 /// The EXPIRES IN cell: the time left, `expired` for a holder whose time ran
 /// out, `<none>` without a holder.
 pub fn expires_in_cell(lock: &Lock) -> String {
     match lock.state() {
-        State::Held => lock.expires_in.map(human_duration).unwrap_or_default(),
+        State::Held => lock.info.expires_in.map(human_duration).unwrap_or_default(),
         State::Expired => "expired".to_owned(),
         State::Free => NONE.to_owned(),
     }
@@ -316,12 +323,19 @@ fn ttl_cell(ttl_secs: Option<i32>) -> String {
     })
 }
 
-/// The `locks` table. `all_namespaces` adds a NAMESPACE column first,
-/// `wide` adds FENCING TOKEN, RENEWED and RESOURCE VERSION. Rows come in the
-/// order given.
-pub fn locks_table(locks: &[Lock], all_namespaces: bool, wide: bool) -> String {
+/// Which columns the `locks` table has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Columns {
+    /// `-A`: a NAMESPACE column first.
+    pub all_namespaces: bool,
+    /// `-o wide`: FENCING TOKEN, RENEWED and RESOURCE VERSION after AGE.
+    pub wide: bool,
+}
+
+/// The header of the `locks` table.
+pub fn locks_header(columns: Columns) -> Vec<&'static str> {
     let mut header = Vec::new();
-    if all_namespaces {
+    if columns.all_namespaces {
         header.push("NAMESPACE");
     }
     header.extend([
@@ -332,42 +346,55 @@ pub fn locks_table(locks: &[Lock], all_namespaces: bool, wide: bool) -> String {
         "HELD FOR",
         "TRANSITIONS",
         "LEASE",
+        "AGE",
     ]);
-    if wide {
+    if columns.wide {
         header.extend(["FENCING TOKEN", "RENEWED", "RESOURCE VERSION"]);
     }
+    header
+}
+
+/// One row of the `locks` table; AGE counted to `now`.
+pub fn lock_row(lock: &Lock, columns: Columns, now: DateTime<Utc>) -> Vec<String> {
+    let info = &lock.info;
+    let mut row = Vec::new();
+    if columns.all_namespaces {
+        row.push(lock.namespace.clone());
+    }
+    row.extend([
+        info.key.clone(),
+        or_none(info.holder.clone(), |holder| holder),
+        expires_in_cell(lock),
+        ttl_cell(info.ttl_secs),
+        or_none(info.held_for, human_duration),
+        info.transitions.to_string(),
+        info.lease.clone(),
+        age_cell(lock.meta.created, now),
+    ]);
+    if columns.wide {
+        row.extend([
+            or_none(info.fencing_token, |token| token.to_string()),
+            or_none(info.renewed_at, timestamp),
+            info.resource_version.clone(),
+        ]);
+    }
+    row
+}
+
+/// The `locks` table, with its header unless `headers` is false
+/// (`--no-headers`). Rows come in the order given.
+pub fn locks_table(locks: &[Lock], columns: Columns, headers: bool, now: DateTime<Utc>) -> String {
+    let header = locks_header(columns);
     let rows: Vec<Vec<String>> = locks
         .iter()
-        .map(|lock| {
-            let mut row = Vec::new();
-            if all_namespaces {
-                row.push(lock.namespace.clone());
-            }
-            row.extend([
-                lock.key.clone(),
-                or_none(lock.holder.clone(), |holder| holder),
-                expires_in_cell(lock),
-                ttl_cell(lock.ttl_secs),
-                or_none(lock.held_for, human_duration),
-                lock.transitions.to_string(),
-                lock.lease.clone(),
-            ]);
-            if wide {
-                row.extend([
-                    or_none(lock.fencing_token, |token| token.to_string()),
-                    or_none(lock.renewed_at, timestamp),
-                    lock.resource_version.clone(),
-                ]);
-            }
-            row
-        })
+        .map(|lock| lock_row(lock, columns, now))
         .collect();
-    table(&header, &rows)
+    table(headers.then_some(header.as_slice()), &rows)
 }
 
 /// Sorts locks by namespace, then key.
 pub fn sort_locks(locks: &mut [Lock]) {
-    locks.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
+    locks.sort_by(|a, b| (&a.namespace, &a.info.key).cmp(&(&b.namespace, &b.info.key)));
 }
 
 /// `Label:   value` lines aligned as kubectl describe aligns them (the
@@ -393,38 +420,54 @@ pub fn fields(fields: &[(&str, String)]) -> String {
     out
 }
 
+/// Labels as `kubectl get --show-labels` prints them: `k=v,k2=v2`, or
+/// `<none>`.
+pub fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return NONE.to_owned();
+    }
+    labels
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Everything about one lock, in kubectl describe's style.
 pub fn describe_text(lock: &Lock) -> String {
+    let info = &lock.info;
     fields(&[
-        ("Key", lock.key.clone()),
-        ("Lease", lock.lease.clone()),
+        ("Key", info.key.clone()),
+        ("Lease", info.lease.clone()),
         ("Namespace", lock.namespace.clone()),
-        ("Holder", or_none(lock.holder.clone(), |holder| holder)),
+        ("Labels", labels_text(&lock.meta.labels)),
+        ("Created", or_none(lock.meta.created, timestamp)),
+        ("Holder", or_none(info.holder.clone(), |holder| holder)),
         ("State", lock.state().as_str().to_owned()),
         ("Expires In", expires_in_cell(lock)),
-        ("Expires At", or_none(lock.expires_at, micro_timestamp)),
-        ("Acquired", or_none(lock.acquired_at, micro_timestamp)),
-        ("Renewed", or_none(lock.renewed_at, micro_timestamp)),
-        ("TTL", ttl_cell(lock.ttl_secs)),
-        ("Held For", or_none(lock.held_for, human_duration)),
-        ("Transitions", lock.transitions.to_string()),
+        ("Expires At", or_none(info.expires_at, micro_timestamp)),
+        ("Acquired", or_none(info.acquired_at, micro_timestamp)),
+        ("Renewed", or_none(info.renewed_at, micro_timestamp)),
+        ("TTL", ttl_cell(info.ttl_secs)),
+        ("Held For", or_none(info.held_for, human_duration)),
+        ("Transitions", info.transitions.to_string()),
         (
             "Fencing Token",
-            lock.fencing_token
+            info.fencing_token
                 .map_or_else(|| NO_FENCING_TOKEN.to_owned(), |token| token.to_string()),
         ),
-        ("Resource Version", lock.resource_version.clone()),
+        ("Resource Version", info.resource_version.clone()),
     ])
 }
 
 /// What `release --force` says before it deletes.
 pub fn force_release_notice(lock: &Lock) -> String {
-    let holder = lock.holder.as_deref().unwrap_or(NONE);
+    let holder = lock.info.holder.as_deref().unwrap_or(NONE);
     format!(
         "deleting Lease {}/{} of lock {:?}: holder {holder}, expires in {}",
         lock.namespace,
-        lock.lease,
-        lock.key,
+        lock.info.lease,
+        lock.info.key,
         expires_in_cell(lock)
     )
 }
@@ -444,20 +487,22 @@ pub fn no_locks_found(namespace: Option<&str>) -> String {
     }
 }
 
-/// One lock for `-o json` and `-o yaml`.
+/// One lock for `-o json`, `-o yaml` and `-o jsonpath`: the library's
+/// `LockInfo` in the shapes of the Kubernetes API (camelCase, times as
+/// strings, durations in whole seconds), borrowed, not copied.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LockView {
+pub struct LockView<'a> {
     /// The namespace of its Lease.
-    pub namespace: String,
+    pub namespace: &'a str,
     /// The key.
-    pub key: String,
+    pub key: &'a str,
     /// The Lease name.
-    pub lease: String,
+    pub lease: &'a str,
     /// `held`, `expired` or `free`.
     pub state: State,
     /// `holderIdentity`.
-    pub holder: Option<String>,
+    pub holder: Option<&'a str>,
     /// Whole seconds it stays held at least, when held.
     pub expires_in_seconds: Option<u64>,
     /// When it expires by the API server's clock.
@@ -475,47 +520,66 @@ pub struct LockView {
     /// The guard's fencing token, once recorded.
     pub fencing_token: Option<u64>,
     /// The Lease's resourceVersion.
-    pub resource_version: String,
+    pub resource_version: &'a str,
+    /// The Lease's creationTimestamp.
+    pub created_at: Option<String>,
+    /// The Lease's labels.
+    pub labels: &'a BTreeMap<String, String>,
 }
 
-impl From<&Lock> for LockView {
-    fn from(lock: &Lock) -> Self {
+impl<'a> From<&'a Lock> for LockView<'a> {
+    fn from(lock: &'a Lock) -> Self {
+        let info = &lock.info;
         Self {
-            namespace: lock.namespace.clone(),
-            key: lock.key.clone(),
-            lease: lock.lease.clone(),
+            namespace: &lock.namespace,
+            key: &info.key,
+            lease: &info.lease,
             state: lock.state(),
-            holder: lock.holder.clone(),
-            expires_in_seconds: lock.expires_in.map(|d| d.as_secs()),
-            expires_at: lock.expires_at.map(micro_timestamp),
-            acquired_at: lock.acquired_at.map(micro_timestamp),
-            renewed_at: lock.renewed_at.map(micro_timestamp),
-            ttl_seconds: lock.ttl_secs,
-            held_for_seconds: lock.held_for.map(|d| d.as_secs()),
-            transitions: lock.transitions,
-            fencing_token: lock.fencing_token,
-            resource_version: lock.resource_version.clone(),
+            holder: info.holder.as_deref(),
+            expires_in_seconds: info.expires_in.map(|d| d.as_secs()),
+            expires_at: info.expires_at.map(micro_timestamp),
+            acquired_at: info.acquired_at.map(micro_timestamp),
+            renewed_at: info.renewed_at.map(micro_timestamp),
+            ttl_seconds: info.ttl_secs,
+            held_for_seconds: info.held_for.map(|d| d.as_secs()),
+            transitions: info.transitions,
+            fencing_token: info.fencing_token.map(celers_kube_lease::FencingToken::get),
+            resource_version: &info.resource_version,
+            created_at: lock.meta.created.map(timestamp),
+            labels: &lock.meta.labels,
         }
     }
 }
 
-/// Several locks for `-o json` and `-o yaml`, like a Kubernetes list.
+/// Several locks for `-o json`, `-o yaml` and `-o jsonpath`, like a
+/// Kubernetes list.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LockList {
+pub struct LockList<'a> {
     /// Always `LockList`.
     pub kind: &'static str,
     /// The locks.
-    pub items: Vec<LockView>,
+    pub items: Vec<LockView<'a>>,
 }
 
-impl LockList {
+impl<'a> LockList<'a> {
     /// The list of `locks`, in their order.
-    pub fn new(locks: &[Lock]) -> Self {
+    pub fn new(locks: &'a [Lock]) -> Self {
         Self {
             kind: "LockList",
             items: locks.iter().map(LockView::from).collect(),
         }
     }
+}
+
+/// A watch event for `--output-watch-events` with `-o json|yaml`, as
+/// kubectl prints one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WatchEvent<'a> {
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The lock (as last seen, for `DELETED`).
+    pub object: LockView<'a>,
 }
 
 /// A machine-readable output format.
@@ -549,61 +613,24 @@ mod tests {
         Duration::from_secs(s)
     }
 
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text)
-            .expect("valid time")
-            .with_timezone(&Utc)
-    }
+    use crate::fixtures::{at, held_expired_free};
+    use celers_kube_lease::lease_name;
 
     fn held() -> Lock {
-        Lock {
-            namespace: "celers-beat".into(),
-            key: "tasks/nightly".into(),
-            lease: "tasks-nightly-0123456789abcdef".into(),
-            holder: Some("scheduler-7d9f-abcde".into()),
-            ttl_secs: Some(60),
-            acquired_at: Some(at("2026-11-26T18:00:00.250000Z")),
-            renewed_at: Some(at("2026-11-26T18:03:00.500000Z")),
-            expires_at: Some(at("2026-11-26T18:04:00.500000Z")),
-            expires_in: Some(Duration::from_millis(45_900)),
-            held_for: Some(secs(200)),
-            transitions: 3,
-            fencing_token: Some(1234),
-            resource_version: "1240".into(),
-        }
+        held_expired_free().0
     }
 
     fn expired() -> Lock {
-        Lock {
-            key: "tasks/b".into(),
-            lease: "tasks-b-fedcba9876543210".into(),
-            holder: Some("pod-2".into()),
-            ttl_secs: Some(1),
-            expires_in: None,
-            held_for: None,
-            transitions: 0,
-            fencing_token: None,
-            resource_version: "99".into(),
-            ..held()
-        }
+        held_expired_free().1
     }
 
     fn free() -> Lock {
-        Lock {
-            namespace: "other".into(),
-            key: "k".into(),
-            lease: "k-00".into(),
-            holder: None,
-            ttl_secs: None,
-            acquired_at: None,
-            renewed_at: None,
-            expires_at: None,
-            expires_in: None,
-            held_for: None,
-            transitions: 1,
-            fencing_token: None,
-            resource_version: "7".into(),
-        }
+        held_expired_free().2
+    }
+
+    /// The fixtures' API server clock, as a local clock reading for AGE.
+    fn now() -> DateTime<Utc> {
+        at("2026-11-26T18:03:15Z")
     }
 
     #[test]
@@ -703,19 +730,20 @@ mod tests {
             vec!["longer-name".to_owned(), "x".to_owned(), "last".to_owned()],
         ];
         assert_eq!(
-            table(&["name", "ab", "last column"], &rows),
+            table(Some(&["name", "ab", "last column"]), &rows),
             "NAME          AB    LAST COLUMN\n\
              a             bb    c\n\
              longer-name   x     last\n"
         );
         // No rows: the header alone; no trailing spaces anywhere.
-        assert_eq!(table(&["KEY", "HOLDER"], &[]), "KEY   HOLDER\n");
+        assert_eq!(table(Some(&["KEY", "HOLDER"]), &[]), "KEY   HOLDER\n");
+        assert_eq!(table(None, &rows[..1]), "a     bb    c\n");
         let rows = vec![vec!["k".to_owned(), String::new()]];
-        assert_eq!(table(&["KEY", "HOLDER"], &rows), "KEY   HOLDER\nk\n");
+        assert_eq!(table(Some(&["KEY", "HOLDER"]), &rows), "KEY   HOLDER\nk\n");
         // Control characters are escaped.
         let rows = vec![vec!["a\nb".to_owned(), "\u{1b}[31mred".to_owned()]];
         assert_eq!(
-            table(&["KEY", "V"], &rows),
+            table(Some(&["KEY", "V"]), &rows),
             "KEY    V\na\\nb   \\u{1b}[31mred\n"
         );
         assert_eq!(fields(&[("Key", "tab\there".into())]), "Key:  tab\\there\n");
@@ -723,20 +751,65 @@ mod tests {
         // Width counts characters, not bytes.
         let rows = vec![vec!["ключ-ключ".to_owned(), "x".to_owned()]];
         assert_eq!(
-            table(&["KEY", "V"], &rows),
+            table(Some(&["KEY", "V"]), &rows),
             "KEY         V\nключ-ключ   x\n"
         );
+    }
+
+    #[test]
+    fn watch_rows_keep_the_columns_of_the_first_table() {
+        let lines = vec![
+            vec!["KEY".to_owned(), "HOLDER".to_owned(), "AGE".to_owned()],
+            vec!["a".to_owned(), "pod-1".to_owned(), "5s".to_owned()],
+        ];
+        let widths = widths(&lines);
+        assert_eq!(widths, [6, 9, 6]);
+        assert_eq!(
+            table_line(&["b".into(), "pod-2".into(), "1s".into()], &widths),
+            "b     pod-2    1s\n"
+        );
+        // A wider cell pushes its row's later cells, 3 spaces on.
+        assert_eq!(
+            table_line(&["much-longer".into(), "p".into(), "1s".into()], &widths),
+            "much-longer   p        1s\n"
+        );
+    }
+
+    #[test]
+    fn ages_like_kubectl() {
+        let now = now();
+        assert_eq!(age_cell(Some(at("2026-11-26T18:03:10Z")), now), "5s");
+        assert_eq!(age_cell(Some(at("2026-11-26T16:00:00Z")), now), "123m");
+        assert_eq!(age_cell(Some(at("2026-11-23T15:03:15Z")), now), "3d3h");
+        // A creation up to a second ahead of the local clock is "0s",
+        // further is invalid, as kubectl's HumanDuration has it.
+        assert_eq!(age_cell(Some(at("2026-11-26T18:03:16Z")), now), "0s");
+        assert_eq!(age_cell(Some(at("2026-11-26T18:03:17Z")), now), "<invalid>");
+        assert_eq!(age_cell(None, now), "<unknown>");
     }
 
     #[test]
     fn locks_table_plain() {
         let mut locks = vec![held(), expired()];
         sort_locks(&mut locks);
+        let (b, nightly) = (lease_name("tasks/b"), lease_name("tasks/nightly"));
+        assert_eq!((b.len(), nightly.len()), (24, 30));
         assert_eq!(
-            locks_table(&locks, false, false),
-            "KEY             HOLDER                 EXPIRES IN   TTL   HELD FOR   TRANSITIONS   LEASE\n\
-             tasks/b         pod-2                  expired      1s    <none>     0             tasks-b-fedcba9876543210\n\
-             tasks/nightly   scheduler-7d9f-abcde   45s          60s   3m20s      3             tasks-nightly-0123456789abcdef\n"
+            locks_table(&locks, Columns::default(), true, now()),
+            format!(
+                "KEY             HOLDER                 EXPIRES IN   TTL   HELD FOR   TRANSITIONS   {:<33}AGE\n\
+                 tasks/b         pod-2                  expired      1s    <none>     0             {b:<33}15s\n\
+                 tasks/nightly   scheduler-7d9f-abcde   44s          60s   3m14s      3             {nightly:<33}123m\n",
+                "LEASE"
+            )
+        );
+        // --no-headers: the widths come from the rows alone, as kubectl's.
+        assert_eq!(
+            locks_table(&locks, Columns::default(), false, now()),
+            format!(
+                "tasks/b         pod-2                  expired   1s    <none>   0     {b:<33}15s\n\
+                 tasks/nightly   scheduler-7d9f-abcde   44s       60s   3m14s    3     {nightly:<33}123m\n"
+            )
         );
     }
 
@@ -746,7 +819,7 @@ mod tests {
         sort_locks(&mut locks);
         let keys: Vec<(&str, &str)> = locks
             .iter()
-            .map(|l| (l.namespace.as_str(), l.key.as_str()))
+            .map(|l| (l.namespace.as_str(), l.info.key.as_str()))
             .collect();
         assert_eq!(
             keys,
@@ -756,17 +829,87 @@ mod tests {
                 ("other", "k")
             ]
         );
+        let columns = Columns {
+            all_namespaces: true,
+            wide: true,
+        };
+        let table = locks_table(&locks, columns, true, now());
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .map(|line| {
+                line.split("   ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .collect();
         assert_eq!(
-            locks_table(&locks, true, true),
-            "NAMESPACE     KEY             HOLDER                 EXPIRES IN   TTL      HELD FOR   TRANSITIONS   LEASE                            FENCING TOKEN   RENEWED                RESOURCE VERSION\n\
-             celers-beat   tasks/b         pod-2                  expired      1s       <none>     0             tasks-b-fedcba9876543210         <none>          2026-11-26T18:03:00Z   99\n\
-             celers-beat   tasks/nightly   scheduler-7d9f-abcde   45s          60s      3m20s      3             tasks-nightly-0123456789abcdef   1234            2026-11-26T18:03:00Z   1240\n\
-             other         k               <none>                 <none>       <none>   <none>     1             k-00                             <none>          <none>                 7\n"
+            rows[0],
+            [
+                "NAMESPACE",
+                "KEY",
+                "HOLDER",
+                "EXPIRES IN",
+                "TTL",
+                "HELD FOR",
+                "TRANSITIONS",
+                "LEASE",
+                "AGE",
+                "FENCING TOKEN",
+                "RENEWED",
+                "RESOURCE VERSION"
+            ]
         );
+        let nightly = lease_name("tasks/nightly");
         assert_eq!(
-            locks_table(&[], true, false),
-            "NAMESPACE   KEY   HOLDER   EXPIRES IN   TTL   HELD FOR   TRANSITIONS   LEASE\n"
+            rows[2],
+            [
+                "celers-beat",
+                "tasks/nightly",
+                "scheduler-7d9f-abcde",
+                "44s",
+                "60s",
+                "3m14s",
+                "3",
+                nightly.as_str(),
+                "123m",
+                "1234",
+                "2026-11-26T18:03:00Z",
+                "1240"
+            ]
         );
+        let k = lease_name("k");
+        assert_eq!(
+            rows[3],
+            [
+                "other",
+                "k",
+                "<none>",
+                "<none>",
+                "<none>",
+                "<none>",
+                "1",
+                k.as_str(),
+                "6d",
+                "<none>",
+                "<none>",
+                "7"
+            ]
+        );
+        assert_eq!(rows[1][9], "<none>", "no token recorded for tasks/b");
+        assert_eq!(
+            locks_table(
+                &[],
+                Columns {
+                    all_namespaces: true,
+                    wide: false
+                },
+                true,
+                now()
+            ),
+            "NAMESPACE   KEY   HOLDER   EXPIRES IN   TTL   HELD FOR   TRANSITIONS   LEASE   AGE\n"
+        );
+        assert_eq!(locks_table(&[], Columns::default(), false, now()), "");
     }
 
     #[test]
@@ -774,23 +917,29 @@ mod tests {
         assert_eq!(held().state(), State::Held);
         assert_eq!(expired().state(), State::Expired);
         assert_eq!(free().state(), State::Free);
-        assert_eq!(expires_in_cell(&held()), "45s");
+        assert_eq!(expires_in_cell(&held()), "44s");
         assert_eq!(expires_in_cell(&expired()), "expired");
         assert_eq!(expires_in_cell(&free()), "<none>");
         assert_eq!(State::Expired.as_str(), "expired");
         assert_eq!(ttl_cell(Some(3600)), "60m");
         assert_eq!(ttl_cell(Some(-1)), "0s");
         assert_eq!(ttl_cell(None), "<none>");
+        assert_eq!(
+            held().name(),
+            format!("lease.coordination.k8s.io/{}", lease_name("tasks/nightly"))
+        );
+        assert_eq!(labels_text(&held().meta.labels), "team=data");
+        assert_eq!(labels_text(&free().meta.labels), "<none>");
     }
 
     #[test]
     fn sweepable_locks() {
-        let expired = expired(); // expired at 18:04:00.5
+        let expired = expired(); // expired at 18:03:01.5
         let grace = secs(60);
-        assert!(!expired.is_sweepable(at("2026-11-26T18:04:30Z"), grace));
-        assert!(!expired.is_sweepable(at("2026-11-26T18:05:00Z"), grace));
-        assert!(expired.is_sweepable(at("2026-11-26T18:05:00.5Z"), grace));
-        assert!(expired.is_sweepable(at("2026-11-26T18:04:01Z"), Duration::ZERO));
+        assert!(!expired.is_sweepable(at("2026-11-26T18:03:30Z"), grace));
+        assert!(!expired.is_sweepable(at("2026-11-26T18:04:01Z"), grace));
+        assert!(expired.is_sweepable(at("2026-11-26T18:04:01.5Z"), grace));
+        assert!(expired.is_sweepable(at("2026-11-26T18:03:02Z"), Duration::ZERO));
         assert!(!held().is_sweepable(at("2030-01-01T00:00:00Z"), Duration::ZERO));
         assert!(free().is_sweepable(at("2000-01-01T00:00:00Z"), grace));
         assert!(!expired.is_sweepable(at("2030-01-01T00:00:00Z"), Duration::MAX));
@@ -800,25 +949,31 @@ mod tests {
     fn describe_like_kubectl() {
         assert_eq!(
             describe_text(&held()),
-            "Key:               tasks/nightly\n\
-             Lease:             tasks-nightly-0123456789abcdef\n\
-             Namespace:         celers-beat\n\
-             Holder:            scheduler-7d9f-abcde\n\
-             State:             held\n\
-             Expires In:        45s\n\
-             Expires At:        2026-11-26T18:04:00.500000Z\n\
-             Acquired:          2026-11-26T18:00:00.250000Z\n\
-             Renewed:           2026-11-26T18:03:00.500000Z\n\
-             TTL:               60s\n\
-             Held For:          3m20s\n\
-             Transitions:       3\n\
-             Fencing Token:     1234\n\
-             Resource Version:  1240\n"
+            format!(
+                "Key:               tasks/nightly\n\
+                 Lease:             {}\n\
+                 Namespace:         celers-beat\n\
+                 Labels:            team=data\n\
+                 Created:           2026-11-26T16:00:00Z\n\
+                 Holder:            scheduler-7d9f-abcde\n\
+                 State:             held\n\
+                 Expires In:        44s\n\
+                 Expires At:        2026-11-26T18:04:00.500000Z\n\
+                 Acquired:          2026-11-26T18:00:00.250000Z\n\
+                 Renewed:           2026-11-26T18:03:00.500000Z\n\
+                 TTL:               60s\n\
+                 Held For:          3m14s\n\
+                 Transitions:       3\n\
+                 Fencing Token:     1234\n\
+                 Resource Version:  1240\n",
+                lease_name("tasks/nightly")
+            )
         );
         let text = describe_text(&expired());
         assert!(text.contains("\nState:             expired\n"), "{text}");
         assert!(text.contains("\nExpires In:        expired\n"), "{text}");
         assert!(text.contains("\nHeld For:          <none>\n"), "{text}");
+        assert!(text.contains("\nLabels:            <none>\n"), "{text}");
         assert!(
             text.contains(
                 "\nFencing Token:     <none> (plain try_acquire tenures have none; \
@@ -857,13 +1012,19 @@ mod tests {
     fn messages() {
         assert_eq!(
             force_release_notice(&held()),
-            "deleting Lease celers-beat/tasks-nightly-0123456789abcdef of lock \"tasks/nightly\": \
-             holder scheduler-7d9f-abcde, expires in 45s"
+            format!(
+                "deleting Lease celers-beat/{} of lock \"tasks/nightly\": \
+                 holder scheduler-7d9f-abcde, expires in 44s",
+                lease_name("tasks/nightly")
+            )
         );
         assert_eq!(
             force_release_notice(&expired()),
-            "deleting Lease celers-beat/tasks-b-fedcba9876543210 of lock \"tasks/b\": \
-             holder pod-2, expires in expired"
+            format!(
+                "deleting Lease celers-beat/{} of lock \"tasks/b\": \
+                 holder pod-2, expires in expired",
+                lease_name("tasks/b")
+            )
         );
         assert!(force_release_notice(&free()).ends_with("holder <none>, expires in <none>"));
         assert_eq!(leases_deleted(0, false), "0 Leases deleted");
@@ -885,24 +1046,28 @@ mod tests {
         let first = &value["items"][0];
         assert_eq!(first["namespace"], "celers-beat");
         assert_eq!(first["key"], "tasks/nightly");
+        assert_eq!(first["lease"], lease_name("tasks/nightly"));
         assert_eq!(first["state"], "held");
         assert_eq!(first["holder"], "scheduler-7d9f-abcde");
-        assert_eq!(first["expiresInSeconds"], 45);
+        assert_eq!(first["expiresInSeconds"], 44);
         assert_eq!(first["expiresAt"], "2026-11-26T18:04:00.500000Z");
         assert_eq!(first["acquiredAt"], "2026-11-26T18:00:00.250000Z");
         assert_eq!(first["renewedAt"], "2026-11-26T18:03:00.500000Z");
         assert_eq!(first["ttlSeconds"], 60);
-        assert_eq!(first["heldForSeconds"], 200);
+        assert_eq!(first["heldForSeconds"], 194);
         assert_eq!(first["transitions"], 3);
         assert_eq!(first["fencingToken"], 1234);
         assert_eq!(first["resourceVersion"], "1240");
+        assert_eq!(first["createdAt"], "2026-11-26T16:00:00Z");
+        assert_eq!(first["labels"], serde_json::json!({ "team": "data" }));
         let second = &value["items"][1];
         assert_eq!(second["state"], "free");
         assert!(second["holder"].is_null());
         assert!(second["expiresInSeconds"].is_null());
         assert!(json.ends_with("}\n"));
 
-        let yaml = serialized(&LockView::from(&expired()), Format::Yaml).expect("yaml");
+        let expired = expired();
+        let yaml = serialized(&LockView::from(&expired), Format::Yaml).expect("yaml");
         assert!(
             yaml.starts_with("namespace: celers-beat\nkey: tasks/b\n"),
             "{yaml}"
@@ -912,5 +1077,13 @@ mod tests {
         assert!(yaml.contains("\nresourceVersion: '99'\n"), "{yaml}");
         let yaml = serialized(&LockList::new(&[]), Format::Yaml).expect("yaml");
         assert_eq!(yaml, "kind: LockList\nitems: []\n");
+        let event = WatchEvent {
+            kind: "DELETED",
+            object: LockView::from(&expired),
+        };
+        let json = serialized(&event, Format::Json).expect("json");
+        let value: serde_json::Value = serde_json::from_str(&json).expect("parses");
+        assert_eq!(value["type"], "DELETED");
+        assert_eq!(value["object"]["key"], "tasks/b");
     }
 }

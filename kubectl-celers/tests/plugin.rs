@@ -181,6 +181,10 @@ fn kubectl_finds_the_plugin() {
         &["describe", "k", "-A"],
         &["release", "k", "--force", "-o", "json"],
         &["locks", "-o", "table"],
+        &["locks", "-o", "jsonpath={.items[0}"],
+        &["describe", "k", "--no-headers"],
+        &["describe", "k", "-l", "a=b"],
+        &["locks", "--watch-interval", "1ms", "-w"],
     ] {
         let output = kubectl.celers(args);
         assert_exit(&output, 2, &format!("{args:?}"));
@@ -228,7 +232,8 @@ async fn locks_describe_release_and_sweep() {
             "TTL",
             "HELD FOR",
             "TRANSITIONS",
-            "LEASE"
+            "LEASE",
+            "AGE"
         ]
     );
     let rows: Vec<Vec<String>> = lines[1..].iter().map(|line| cells(line)).collect();
@@ -250,6 +255,11 @@ async fn locks_describe_release_and_sweep() {
     assert_eq!(rows[0][3], "5m");
     assert_eq!(rows[0][5], "0");
     assert_eq!(rows[0][6], lease_name("beat/leader"));
+    let age: u64 = rows[0][7]
+        .trim_end_matches('s')
+        .parse()
+        .expect("an age in seconds");
+    assert!(age < 60, "{rows:?}");
     assert_eq!(
         &rows[1][1..5],
         ["scheduler-7d9f-fghij", "expired", "1s", "<none>"]
@@ -285,16 +295,16 @@ async fn locks_describe_release_and_sweep() {
     let header = cells(wide.lines().next().expect("header"));
     assert_eq!(
         header[7..],
-        ["FENCING TOKEN", "RENEWED", "RESOURCE VERSION"]
+        ["AGE", "FENCING TOKEN", "RENEWED", "RESOURCE VERSION"]
     );
     let guarded = wide
         .lines()
         .find(|line| line.starts_with("tasks/guarded "))
         .map(cells)
         .expect("guarded row");
-    assert_eq!(guarded[7], guard.fencing_token().to_string());
+    assert_eq!(guarded[8], guard.fencing_token().to_string());
     assert!(
-        guarded[8].ends_with('Z') && guarded[8].contains('T'),
+        guarded[9].ends_with('Z') && guarded[9].contains('T'),
         "{guarded:?}"
     );
     let cleanup = wide
@@ -302,7 +312,7 @@ async fn locks_describe_release_and_sweep() {
         .find(|line| line.starts_with("tasks/cleanup "))
         .map(cells)
         .expect("cleanup row");
-    assert_eq!(cleanup[7], "<none>");
+    assert_eq!(cleanup[8], "<none>");
 
     // -o json and -o yaml.
     let json = kubectl.celers_ok(&["locks", "-n", ns, "-o", "json"]);
@@ -640,4 +650,236 @@ async fn without_rbac_the_answer_is_403() {
         backend.owner("tasks/a").await.expect("owner").as_deref(),
         Some("pod-1")
     );
+}
+
+/// The lines of `child`'s stdout, as they come.
+fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receive
+}
+
+/// The next `count` lines, or fewer if `within` passes first.
+fn next_lines(
+    lines: &std::sync::mpsc::Receiver<String>,
+    count: usize,
+    within: Duration,
+) -> Vec<String> {
+    let deadline = std::time::Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < count {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => out.push(line),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs a control plane: run `make test`"]
+async fn the_kubectl_get_staples() {
+    let cluster = cluster();
+    let kubectl = Kubectl::new(&cluster, "staples");
+    let namespace = cluster.namespace("plugin-staples").await;
+    let ns = namespace.as_str();
+    let backend = backend(cluster.client().await, ns);
+    for (key, owner) in [
+        ("tasks/a", "pod-1"),
+        ("tasks/b", "pod-2"),
+        ("tasks/c", "pod-1"),
+    ] {
+        assert!(backend.try_acquire(key, owner, 300).await.expect("acquire"));
+    }
+    // A label of someone's own on one Lease, for -l.
+    cluster.kubectl_ok(&[
+        "-n",
+        ns,
+        "label",
+        "lease",
+        &lease_name("tasks/b"),
+        "team=data",
+    ]);
+
+    // --no-headers: the rows alone.
+    let bare = kubectl.celers_ok(&["locks", "-n", ns, "--no-headers"]);
+    let keys: Vec<String> = bare.lines().map(|line| cells(line)[0].clone()).collect();
+    assert_eq!(keys, ["tasks/a", "tasks/b", "tasks/c"], "{bare}");
+
+    // -l: the owner label the library sets, and a label of one's own; with
+    // -A too.
+    let mine = kubectl.celers_ok(&["locks", "-n", ns, "-l", "celers.io/lock-owner=pod-1"]);
+    let keys: Vec<String> = mine
+        .lines()
+        .skip(1)
+        .map(|line| cells(line)[0].clone())
+        .collect();
+    assert_eq!(keys, ["tasks/a", "tasks/c"], "{mine}");
+    // (Other tests' namespaces may hold such Leases too.)
+    let all = kubectl.celers_ok(&["locks", "-A", "--selector=team=data", "--no-headers"]);
+    let here: Vec<Vec<String>> = all.lines().map(cells).filter(|row| row[0] == ns).collect();
+    assert_eq!(here.len(), 1, "{all}");
+    assert_eq!(here[0][1], "tasks/b");
+    assert!(all.lines().all(|line| cells(line)[1] == "tasks/b"), "{all}");
+    let output = kubectl.celers(&["locks", "-n", ns, "-l", "team=nobody"]);
+    assert_exit(&output, 0, "a selector matching nothing");
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        format!("No locks found in {ns} namespace.\n")
+    );
+    let output = kubectl.celers(&["locks", "-n", ns, "-l", "not a selector"]);
+    assert_exit(&output, 1, "a bad selector");
+    assert!(
+        stderr(&output).starts_with("Error from server (BadRequest): "),
+        "{}",
+        stderr(&output)
+    );
+
+    // -o name, as kubectl get prints Leases; nothing at all when empty.
+    let names = kubectl.celers_ok(&["locks", "tasks/b", "-n", ns, "-o", "name"]);
+    assert_eq!(
+        names,
+        format!("lease.coordination.k8s.io/{}\n", lease_name("tasks/b"))
+    );
+    let raw = cluster.kubectl_ok(&["-n", ns, "get", "leases", "-l", "team=data", "-o", "name"]);
+    assert_eq!(names, raw, "the same names as kubectl get");
+    let output = kubectl.celers(&["locks", "-n", ns, "-l", "team=nobody", "-o", "name"]);
+    assert_eq!(
+        (stdout(&output), stderr(&output)),
+        (String::new(), String::new())
+    );
+    let described = kubectl.celers_ok(&["describe", "tasks/a", "-n", ns, "-o", "name"]);
+    assert_eq!(
+        described,
+        format!("lease.coordination.k8s.io/{}\n", lease_name("tasks/a"))
+    );
+
+    // -o jsonpath over the JSON form.
+    let keys = kubectl.celers_ok(&["locks", "-n", ns, "-o", "jsonpath={.items[*].key}"]);
+    assert_eq!(keys, "tasks/a tasks/b tasks/c");
+    let table = kubectl.celers_ok(&[
+        "locks",
+        "-n",
+        ns,
+        "-o",
+        r#"jsonpath={range .items[?(@.holder=="pod-1")]}{.key}{"\t"}{.labels.celers\.io/lock-owner}{"\n"}{end}"#,
+    ]);
+    assert_eq!(table, "tasks/a\tpod-1\ntasks/c\tpod-1\n");
+    let holder = kubectl.celers_ok(&[
+        "describe",
+        "tasks/b",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.holder} {.labels.team}",
+    ]);
+    assert_eq!(holder, "pod-2 data");
+    let output = kubectl.celers(&["locks", "-n", ns, "-o", "jsonpath={.items[7].key}"]);
+    assert_exit(&output, 1, "an index out of range");
+    assert!(
+        stderr(&output).contains("array index out of bounds: index 7, length 3"),
+        "{}",
+        stderr(&output)
+    );
+
+    // -w: the list, then changes as they happen: a new lock, a release
+    // (its last row, as kubectl prints deleted objects); with
+    // --output-watch-events, what happened.
+    let mut child = Command::new(&kubectl.kubectl)
+        .args([
+            "celers",
+            "locks",
+            "-n",
+            ns,
+            "-w",
+            "--output-watch-events",
+            "--watch-interval",
+            "200ms",
+        ])
+        .env("KUBECONFIG", &kubectl.kubeconfig)
+        .env("PATH", kubectl.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the watch");
+    let lines = lines_of(&mut child);
+    let first = next_lines(&lines, 4, Duration::from_secs(20));
+    assert_eq!(first.len(), 4, "{first:?}");
+    assert_eq!(cells(&first[0])[..2], ["EVENT", "KEY"]);
+    assert!(
+        first[1..].iter().all(|line| line.starts_with("ADDED ")),
+        "{first:?}"
+    );
+    assert!(backend
+        .try_acquire("tasks/d", "pod-3", 300)
+        .await
+        .expect("acquire"));
+    assert!(backend.release("tasks/a", "pod-1").await.expect("release"));
+    let mut more = next_lines(&lines, 2, Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    more.sort();
+    assert_eq!(more.len(), 2, "{more:?}");
+    assert_eq!(
+        cells(&more[0])[..3],
+        ["ADDED", "tasks/d", "pod-3"],
+        "{more:?}"
+    );
+    assert_eq!(
+        cells(&more[1])[..3],
+        ["DELETED", "tasks/a", "pod-1"],
+        "{more:?}"
+    );
+    // Rows after the first listing keep its columns.
+    let header_starts: Vec<usize> = first[0].match_indices("KEY").map(|(at, _)| at).collect();
+    assert_eq!(
+        more[0].find("tasks/d"),
+        header_starts.first().copied(),
+        "{first:?} {more:?}"
+    );
+
+    // -w -o name, ended by its reader going away (`| head -n 1`): at the
+    // next change it exits with 0, as kubectl does.
+    let mut child = Command::new(&kubectl.kubectl)
+        .args(["celers", "locks", "-n", ns, "-w", "-o", "name"])
+        .args(["--watch-interval", "200ms"])
+        .env("KUBECONFIG", &kubectl.kubeconfig)
+        .env("PATH", kubectl.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the watch");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).expect("a line");
+    assert_eq!(
+        line,
+        format!("lease.coordination.k8s.io/{}\n", lease_name("tasks/b"))
+    );
+    drop(reader);
+    assert!(backend
+        .try_acquire("tasks/e", "pod-3", 300)
+        .await
+        .expect("acquire"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch went on writing to a closed pipe"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0));
 }
