@@ -13,6 +13,8 @@ demo:
 ## Formatting, lints, import circles and the library's docs, as CI checks them.
 lint:
 	cargo fmt --all -- --check
+	hack/check-package.sh --self-test
+	hack/check-package.sh
 	hack/import-cycles.sh src reliability/src
 	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 	K8S_OPENAPI_ENABLED_VERSION=1.37 RUSTDOCFLAGS="-D warnings" \

@@ -265,7 +265,7 @@ impl KubeBeat {
 
     /// Stops leading: releases the leader lock (a conditional delete), so
     /// that a standby takes over within its `retry_period` rather than the
-    /// TTL. Call it when the process is asked to stop (SIGTERM). `Ok(false)`
+    /// TTL; this replica tries to lead again only a retry period later. Call it when the process is asked to stop (SIGTERM). `Ok(false)`
     /// when this replica did not lead.
     ///
     /// # Errors
@@ -274,16 +274,17 @@ impl KubeBeat {
     /// stopped leading anyway.
     pub async fn step_down(&self) -> Result<bool> {
         let mut ticking = self.ticking.lock().await;
-        *ticking = Ticking::default();
-        let guard = self.leader.lock().ok().and_then(|mut leader| leader.take());
-        match guard {
-            Some(guard) => {
-                tracing::info!(identity = %self.identity, "stepped down");
-                self.observers.changed(&self.identity, false).await;
-                guard.release().await
-            }
-            None => Ok(false),
-        }
+        let Some(guard) = self.leader.lock().ok().and_then(|mut leader| leader.take()) else {
+            return Ok(false);
+        };
+        // Leave the lead to another replica: try again only a retry period on.
+        *ticking = Ticking {
+            next_attempt: Some(LocalInstant::now().saturating_add(self.retry_period)),
+            ..Ticking::default()
+        };
+        tracing::info!(identity = %self.identity, "stepped down");
+        self.observers.changed(&self.identity, false).await;
+        guard.release().await
     }
 
     /// The token of this replica's tenure, taking the lead if it is free and
