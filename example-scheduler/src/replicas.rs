@@ -12,6 +12,19 @@ use tokio::sync::mpsc;
 
 use crate::runs::{summarize, Event, Summary};
 
+/// Settings for short checks: task-0 every second and task-1 every 2 s, no
+/// crontab entry, a leader TTL of 3 s (standbys retry every second).
+pub const SHORT_ARGS: &[&str] = &[
+    "--interval-secs",
+    "1",
+    "--ttl-secs",
+    "3",
+    "--tasks",
+    "2",
+    "--crontab",
+    "none",
+];
+
 /// The scheduler's environment settings, cleared so that only the
 /// arguments given count.
 const SETTINGS: &[&str] = &[

@@ -116,6 +116,27 @@ impl Summary {
     pub fn total(&self, count: impl Fn(&EntrySummary) -> u64) -> u64 {
         self.entries.values().map(count).sum()
     }
+
+    /// The entries as a Markdown table, one row each.
+    pub fn table(&self) -> String {
+        let mut table = String::from(
+            "| entry | every | fires | instants | fired twice | missed | skipped beyond the bound | longest gap |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        for (entry, counts) in &self.entries {
+            table.push_str(&format!(
+                "| {entry} | {} s | {} | {} | {} | {} | {} | {:.1} s |\n",
+                counts.every_secs,
+                counts.fires,
+                counts.instants,
+                counts.twice,
+                counts.missed,
+                counts.skipped,
+                counts.longest_gap_ms as f64 / 1000.0
+            ));
+        }
+        table
+    }
 }
 
 /// Summarizes the `executed run` events of each replica; a gap between two

@@ -6,6 +6,8 @@
 
 mod common;
 
+use celers_kube_lease_scheduler::replicas::SHORT_ARGS;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{executed, held_by, roles, Line, Replicas};
@@ -17,16 +19,6 @@ const TTL: Duration = Duration::from_secs(3);
 const RETRY: Duration = Duration::from_secs(1);
 /// TTL + retry period + the clock's uncertainty and a tick, with room.
 const FAILOVER_BOUND: Duration = Duration::from_secs(7);
-const ARGS: &[&str] = &[
-    "--interval-secs",
-    "1",
-    "--ttl-secs",
-    "3",
-    "--tasks",
-    "2",
-    "--crontab",
-    "none",
-];
 
 async fn leader_holder(leases: &Api<Lease>) -> Option<String> {
     let lease = leases
@@ -80,7 +72,7 @@ async fn each_instant_fires_once_across_a_kill_and_a_handover() {
     let tag = std::process::id();
     for name in ["a", "b", "c"] {
         let owner = format!("beat-{name}-{tag}");
-        replicas.spawn(&owner, ARGS);
+        replicas.spawn(&owner, SHORT_ARGS);
     }
 
     // Exactly one leader, and the Lease names it.

@@ -4,22 +4,13 @@
 
 mod common;
 
+use celers_kube_lease_scheduler::replicas::SHORT_ARGS;
+
 use std::time::{Duration, Instant};
 
 use celers_kube_lease::lease_name;
 use common::{executed, Replicas};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const ARGS: &[&str] = &[
-    "--interval-secs",
-    "1",
-    "--ttl-secs",
-    "3",
-    "--tasks",
-    "2",
-    "--crontab",
-    "none",
-];
 
 /// `GET path` on 127.0.0.1:`port`: the status line and the body.
 async fn get(port: u16, path: &str) -> (String, String) {
@@ -58,7 +49,7 @@ async fn metrics_follow_the_work_and_leadership_is_an_event() {
     let mut replicas = Replicas::new(&cluster.kubeconfig, &namespace);
     let owner = format!("operating-{}", std::process::id());
     let port_text = port.to_string();
-    replicas.spawn_with_env(&owner, ARGS, &[("METRICS_PORT", &port_text)]);
+    replicas.spawn_with_env(&owner, SHORT_ARGS, &[("METRICS_PORT", &port_text)]);
     let deadline = Instant::now() + Duration::from_secs(20);
     replicas
         .wait_for("four executed runs", deadline, |log| {

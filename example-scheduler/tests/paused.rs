@@ -6,21 +6,13 @@
 
 mod common;
 
+use celers_kube_lease_scheduler::replicas::SHORT_ARGS;
+
 use std::time::{Duration, Instant};
 
 use common::{executed, roles, Line, Replicas};
 
 const TTL: Duration = Duration::from_secs(3);
-const ARGS: &[&str] = &[
-    "--interval-secs",
-    "1",
-    "--ttl-secs",
-    "3",
-    "--tasks",
-    "2",
-    "--crontab",
-    "none",
-];
 /// The leader stops itself before its tenth tick as the leader (2 s in).
 const STOP_AT_TICK: &str = "10";
 const STOPPING: &str = "stopping before locking the run";
@@ -40,7 +32,7 @@ async fn a_leader_paused_past_its_ttl_fires_nothing_when_it_resumes() {
     let tag = std::process::id();
     let paused = replicas.spawn_with_env(
         &format!("paused-a-{tag}"),
-        ARGS,
+        SHORT_ARGS,
         &[("SCHEDULER_TEST_STOP_BEFORE_LOCK", STOP_AT_TICK)],
     );
     // The paused replica leads first: the other starts once it does.
@@ -51,7 +43,7 @@ async fn a_leader_paused_past_its_ttl_fires_nothing_when_it_resumes() {
             |log| (roles(log, 1)[0].as_deref() == Some("leader")).then_some(()),
         )
         .await;
-    let other = replicas.spawn(&format!("paused-b-{tag}"), ARGS);
+    let other = replicas.spawn(&format!("paused-b-{tag}"), SHORT_ARGS);
 
     let stopped = replicas
         .wait_for(

@@ -173,17 +173,10 @@ async fn scheduler_runs_as_the_service_account() {
     let mut replicas = Replicas::new(&kubeconfig.0, NAMESPACE);
     let owner = unique("rbac-scheduler");
     let args = [
-        "--interval-secs",
-        "1",
-        "--ttl-secs",
-        "3",
-        "--tasks",
-        "2",
-        "--crontab",
-        "none",
-        "--run-for-secs",
-        "4",
-    ];
+        celers_kube_lease_scheduler::replicas::SHORT_ARGS,
+        &["--run-for-secs", "4"],
+    ]
+    .concat();
     let replica = replicas.spawn(&owner, &args);
 
     let status = replicas.exit_status(replica, Duration::from_secs(20)).await;

@@ -99,24 +99,7 @@ impl fmt::Display for BeatReport {
             writeln!(f, "  {at:>7.1}s  {what}")?;
         }
         writeln!(f)?;
-        writeln!(f, "| entry | every | fires | instants | fired twice | missed | skipped beyond the bound | longest gap |")?;
-        writeln!(
-            f,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-        )?;
-        for (entry, counts) in &self.summary.entries {
-            writeln!(
-                f,
-                "| {entry} | {} s | {} | {} | {} | {} | {} | {:.1} s |",
-                counts.every_secs,
-                counts.fires,
-                counts.instants,
-                counts.twice,
-                counts.missed,
-                counts.skipped,
-                counts.longest_gap_ms as f64 / 1000.0
-            )?;
-        }
+        write!(f, "{}", self.summary.table())?;
         let failovers: Vec<String> = self
             .failovers
             .iter()

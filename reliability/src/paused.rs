@@ -9,23 +9,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use celers_kube_lease_scheduler::replicas::{executed, roles, Replicas};
+use celers_kube_lease_scheduler::replicas::{executed, roles, Replicas, SHORT_ARGS};
 
 use crate::cluster::{self, Connect};
 use crate::Result;
 
-/// Scheduler settings: short, so that a trial takes seconds.
+/// The leader TTL of `SHORT_ARGS`.
 const TTL: Duration = Duration::from_secs(3);
-const ARGS: &[&str] = &[
-    "--interval-secs",
-    "1",
-    "--ttl-secs",
-    "3",
-    "--tasks",
-    "2",
-    "--crontab",
-    "none",
-];
 const STOPPING: &str = "stopping before locking the run";
 
 /// What the trials found.
@@ -75,7 +65,7 @@ async fn one(exe: &Path, kubeconfig: &Path, trial: u32, found: &mut PausedTrials
     let tick = (5 + trial % 4).to_string();
     let paused = replicas.spawn(
         &format!("paused-a-{tag}"),
-        ARGS,
+        SHORT_ARGS,
         &[("SCHEDULER_TEST_STOP_BEFORE_LOCK", &tick)],
     )?;
     let within = |secs| Instant::now() + Duration::from_secs(secs);
@@ -84,7 +74,7 @@ async fn one(exe: &Path, kubeconfig: &Path, trial: u32, found: &mut PausedTrials
             (roles(log, 1).first()?.as_deref() == Some("leader")).then_some(())
         })
         .await?;
-    let other = replicas.spawn(&format!("paused-b-{tag}"), ARGS, &[])?;
+    let other = replicas.spawn(&format!("paused-b-{tag}"), SHORT_ARGS, &[])?;
     let stopped = replicas
         .wait_for("the leader to stop itself", within(30), |log| {
             log.iter()

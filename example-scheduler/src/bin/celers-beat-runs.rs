@@ -74,22 +74,8 @@ fn main() -> ExitCode {
             .map(|(name, events)| (*name, events.as_slice())),
         (args.failover_bound * 1000.0) as i64,
     );
-    println!(
-        "  {:<12} {:>6} {:>6} {:>9} {:>6} {:>7} {:>8} {:>12}",
-        "ENTRY", "EVERY", "FIRES", "INSTANTS", "TWICE", "MISSED", "SKIPPED", "LONGEST GAP"
-    );
-    for (entry, counts) in &summary.entries {
-        println!(
-            "  {entry:<12} {:>5}s {:>6} {:>9} {:>6} {:>7} {:>8} {:>11.1}s",
-            counts.every_secs,
-            counts.fires,
-            counts.instants,
-            counts.twice,
-            counts.missed,
-            counts.skipped,
-            counts.longest_gap_ms as f64 / 1000.0
-        );
-    }
+    print!("{}", summary.table());
+    println!();
     let row = |label: &str, value: String| println!("  {label:<44} {value}");
     row("fires", summary.total(|e| e.fires).to_string());
     row(
