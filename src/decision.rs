@@ -232,6 +232,30 @@ pub fn renew(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -> Step
     }
 }
 
+/// After `write` was answered 409 or 404, whether `after` (a read right
+/// after the answer) shows that the write itself committed: kube's client
+/// retries a write answered 429, 503 or 504 (a 504 can come after the write
+/// committed), and the retry then fails its own precondition.
+///
+/// - a create or an update committed when the Lease has the holder, the
+///   duration, the `acquireTime` and the `renewTime` it wrote: times with
+///   microseconds from this process's estimate of the server's clock, which
+///   no other write repeats;
+/// - a delete committed when the Lease is gone (if someone else deleted it
+///   after our read, the lock is released all the same).
+pub fn committed(write: &Write, after: &Found) -> bool {
+    match (write, after) {
+        (Write::Create(holding) | Write::Update { holding, .. }, Found::Ours(record)) => {
+            record.holder.as_deref() == Some(holding.holder.as_str())
+                && record.duration_secs == Some(holding.duration_secs)
+                && record.acquire_time == Some(holding.acquire_time)
+                && record.renew_time == Some(holding.renew_time)
+        }
+        (Write::Delete { .. }, Found::Missing) => true,
+        _ => false,
+    }
+}
+
 /// After a conditional write decided from `before` lost its race, whether
 /// `after` (a fresh read) shows that another writer took the lock or started
 /// a new term in between: the lock was held by someone else at that moment,
@@ -693,6 +717,73 @@ mod tests {
         );
         assert_eq!(expires_at(&mine), Some(t(TTL as i64)));
         assert_eq!(expires_at(&Found::Missing), None);
+    }
+
+    /// Issue 26, item 4: a retried write answered 409/404 is recognised as
+    /// our own when the Lease shows exactly what it wrote.
+    #[test]
+    fn a_committed_write_is_recognised_after_a_409_or_404() {
+        let now = now(10, 5);
+        let Step::Write(create) = try_acquire(&Found::Missing, "me", TTL, now) else {
+            panic!("a create");
+        };
+        let Write::Create(holding) = &create else {
+            panic!("a create");
+        };
+        let as_written = |holding: &Holding| {
+            Found::Ours(Record {
+                resource_version: "9".into(),
+                uid: "uid-2".into(),
+                holder: Some(holding.holder.clone()),
+                acquire_time: Some(holding.acquire_time),
+                renew_time: Some(holding.renew_time),
+                duration_secs: Some(holding.duration_secs),
+                transitions: holding.transitions,
+                lease: Default::default(),
+            })
+        };
+        assert!(committed(&create, &as_written(holding)));
+        // Another process with the same owner string, a moment apart.
+        let other_moment = Holding {
+            acquire_time: holding.acquire_time + TimeDelta::microseconds(1),
+            renew_time: holding.renew_time + TimeDelta::microseconds(1),
+            ..holding.clone()
+        };
+        assert!(!committed(&create, &as_written(&other_moment)));
+        let other_owner = Holding {
+            holder: "other".into(),
+            ..holding.clone()
+        };
+        assert!(!committed(&create, &as_written(&other_owner)));
+        let shorter = Holding {
+            duration_secs: 5,
+            ..holding.clone()
+        };
+        assert!(!committed(&create, &as_written(&shorter)));
+        assert!(!committed(&create, &Found::Missing));
+        assert!(!committed(&create, &Found::Foreign));
+
+        // A renewal: same term, its own renewTime.
+        let renewal = renew(&held("me", 0, TTL), "me", TTL, now);
+        let Step::Write(Write::Update { holding, .. }) = &renewal else {
+            panic!("an update");
+        };
+        let Step::Write(update) = renewal.clone() else {
+            panic!("an update");
+        };
+        assert!(committed(&update, &as_written(holding)));
+        let before = held("me", 0, TTL);
+        assert!(!committed(&update, &before), "the renewal did not commit");
+        assert!(!committed(&update, &Found::Missing));
+
+        // A delete committed when the Lease is gone.
+        let Found::Ours(record) = &before else {
+            panic!("ours");
+        };
+        let delete = deletion(record);
+        assert!(committed(&delete, &Found::Missing));
+        assert!(!committed(&delete, &before));
+        assert!(!committed(&delete, &Found::Foreign));
     }
 
     #[test]
