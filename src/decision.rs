@@ -197,6 +197,46 @@ pub fn renew_tenure(found: &Found, tenure: &Tenure, ttl_secs: i32, now: ServerTi
     }
 }
 
+/// What a guard makes of its Lease's state as its watch brought it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardSees {
+    /// Nothing new: the guard's own write, or a state older than it.
+    Nothing,
+    /// The tenure goes on, but someone else wrote the Lease (the same owner
+    /// through the trait's `renew` or `try_acquire`, maybe with a shorter
+    /// TTL; a hand edit): the guard takes this state and renews at once.
+    Rewritten,
+    /// The tenure is over: the Lease was deleted (a release, a
+    /// `force_release`, a sweep), another holder or a new term of the same
+    /// owner took it, or it has no usable expiry any more.
+    Ended,
+}
+
+/// What a guard whose last write left `held` makes of `seen`, a state of
+/// its Lease brought by a watch: decided by the tenure (holder and
+/// `acquireTime`), and by the resourceVersion to tell its own writes and
+/// older states apart.
+pub fn guard_sees(tenure: &Tenure, held: &Record, seen: &Found) -> GuardSees {
+    let record = match seen {
+        Found::Missing | Found::Foreign => return GuardSees::Ended,
+        Found::Ours(record) => record,
+    };
+    let not_newer = match (
+        record.resource_version.parse::<u64>(),
+        held.resource_version.parse::<u64>(),
+    ) {
+        (Ok(seen), Ok(held)) => seen <= held,
+        _ => record.resource_version == held.resource_version,
+    };
+    if not_newer {
+        GuardSees::Nothing
+    } else if !tenure.is_current(record) || record.expires_at().is_none() {
+        GuardSees::Ended
+    } else {
+        GuardSees::Rewritten
+    }
+}
+
 /// A guard's release: deletes the Lease only while its own tenure is
 /// current (live, or expired and not taken over).
 pub fn release_tenure(found: &Found, tenure: &Tenure) -> Step {
@@ -784,6 +824,81 @@ mod tests {
         assert!(committed(&delete, &Found::Missing));
         assert!(!committed(&delete, &before));
         assert!(!committed(&delete, &Found::Foreign));
+    }
+
+    /// Issue 26, item 2: a guard's watch tells its own writes, a
+    /// same-tenure rewrite and the end of its tenure apart.
+    #[test]
+    fn a_guard_tells_what_its_watch_brings() {
+        let Found::Ours(held_record) = held("me", 0, TTL) else {
+            panic!("ours");
+        };
+        let tenure = Tenure::of(&held_record).expect("a tenure");
+        let at = |version: &str, found: Found| match found {
+            Found::Ours(record) => Found::Ours(Record {
+                resource_version: version.into(),
+                ..record
+            }),
+            other => other,
+        };
+        // Its own write, and an older state.
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &held("me", 0, TTL)),
+            GuardSees::Nothing
+        );
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &at("6", held("other", 0, TTL))),
+            GuardSees::Nothing
+        );
+        // The same owner renewed through the trait, with a shorter TTL.
+        let Found::Ours(shortened) = at("8", held("me", 0, TTL)) else {
+            panic!("ours");
+        };
+        let shortened = Found::Ours(Record {
+            renew_time: Some(t(5)),
+            duration_secs: Some(2),
+            ..shortened
+        });
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &shortened),
+            GuardSees::Rewritten
+        );
+        // Released or force-released; taken by another owner; a new term of
+        // the same owner (another process, try_lock); no usable expiry.
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &Found::Missing),
+            GuardSees::Ended
+        );
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &Found::Foreign),
+            GuardSees::Ended
+        );
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &at("8", held("other", 0, TTL))),
+            GuardSees::Ended
+        );
+        let Found::Ours(new_term) = at("8", held("me", 0, TTL)) else {
+            panic!("ours");
+        };
+        let new_term = Found::Ours(Record {
+            acquire_time: Some(t(5)),
+            ..new_term
+        });
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &new_term),
+            GuardSees::Ended
+        );
+        let Found::Ours(no_duration) = at("8", held("me", 0, TTL)) else {
+            panic!("ours");
+        };
+        let no_duration = Found::Ours(Record {
+            duration_secs: None,
+            ..no_duration
+        });
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &no_duration),
+            GuardSees::Ended
+        );
     }
 
     #[test]

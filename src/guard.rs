@@ -5,18 +5,22 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use futures::stream::StreamExt;
+use kube::core::WatchEvent;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::backend::{Decided, Hint, KubeLeaseLockBackend};
-use crate::clock::{self, LocalInstant};
-use crate::decision::{self, Tenure};
+use crate::clock::{self, LocalInstant, ServerTime};
+use crate::decision::{self, GuardSees, Tenure};
 use crate::error::{Error, Operation, Result};
 use crate::fencing::FencingToken;
 use crate::input::{check_key_and_owner, check_ttl_duration};
 use crate::lease::{Found, Record};
 use crate::naming::Lock;
+use crate::wait::{worth_retrying, Watch, MAX_WATCH_SECS};
 
 /// Longest sleep of a guard's renewal task between two looks at the local
 /// clock: Tokio's timers stop while the machine is suspended, the local
@@ -347,10 +351,16 @@ impl Shared {
 
 /// The renewal task of a guard: renews every `every`, each attempt bounded
 /// by `every` and by the deadline; retries failed ones sooner; cancels
-/// `lost` when a renewal is refused or the deadline passes.
+/// `lost` when a renewal is refused or the deadline passes. Between
+/// renewals it watches the guard's own Lease: a release or deletion by
+/// anyone, another holder or a new term (also of the same owner string)
+/// cancels `lost` as soon as the event arrives; a rewrite within the tenure
+/// (the same owner's trait `renew` or `try_acquire`) brings the deadline
+/// forward to the Lease's new expiry and triggers a renewal at once.
 async fn renew(shared: Arc<Shared>, every: Duration) {
     let retry_after = (every / 4).max(Duration::from_millis(100)).min(every);
     let mut next = LocalInstant::now().saturating_add(every);
+    let mut own = OwnWatch::new(shared.record());
     loop {
         let now = LocalInstant::now();
         let deadline = shared.deadline();
@@ -361,7 +371,24 @@ async fn renew(shared: Arc<Shared>, every: Duration) {
         }
         if now < next {
             let until = next.min(deadline).saturating_since(now);
-            tokio::time::sleep(until.min(MAX_TICK)).await;
+            tokio::select! {
+                () = tokio::time::sleep(until.min(MAX_TICK)) => {}
+                seen = own.next(&shared) => match shared.saw(&seen) {
+                    GuardSees::Nothing => {}
+                    GuardSees::Ended => {
+                        tracing::warn!(
+                            key = %shared.lock.key,
+                            "lock guard lost its lock: its Lease was released, deleted or taken"
+                        );
+                        shared.lost.cancel();
+                        return;
+                    }
+                    GuardSees::Rewritten => {
+                        tracing::debug!(key = %shared.lock.key, "lock guard's Lease rewritten; renewing");
+                        next = LocalInstant::now();
+                    }
+                },
+            }
             continue;
         }
         // Bounded by the deadline too: lost() must not wait for an answer
@@ -393,7 +420,184 @@ async fn renew(shared: Arc<Shared>, every: Duration) {
     }
 }
 
+impl Shared {
+    /// Takes in a state of the Lease that the guard's watch brought: a
+    /// rewrite within the tenure becomes the base of the next renewal, and
+    /// the deadline comes no later than its expiry allows.
+    fn saw(&self, seen: &Found) -> GuardSees {
+        let Ok(mut held) = self.held.lock() else {
+            return GuardSees::Nothing;
+        };
+        let sees = decision::guard_sees(&self.tenure, &held.record, seen);
+        if let (GuardSees::Rewritten, Found::Ours(record)) = (sees, seen) {
+            let now = LocalInstant::now();
+            let server = self.backend.inner.api.server_time_at(now);
+            if let (Some(server), Some(expiry)) = (server, record.expires_at()) {
+                held.deadline = held.deadline.min(deadline_by_expiry(now, server, expiry));
+            }
+            held.record = record.clone();
+        }
+        sees
+    }
+}
+
+/// The guard's watch of its own Lease, from the version of its last write.
+struct OwnWatch {
+    watch: Watch,
+    /// Whether the watch can be used at all (not when the server refuses it,
+    /// e.g. 403 without the `watch` verb: renewals alone then tell).
+    usable: bool,
+    retry_at: Option<tokio::time::Instant>,
+    /// When the open watch is overdue to end (a silent network).
+    overdue_at: Option<tokio::time::Instant>,
+}
+
+impl OwnWatch {
+    fn new(record: Option<Record>) -> Self {
+        let mut watch = Watch::default();
+        if let Some(record) = record {
+            watch.seen(&record.resource_version);
+        }
+        Self {
+            watch,
+            usable: true,
+            retry_at: None,
+            overdue_at: None,
+        }
+    }
+
+    /// The next state of the Lease the watch brings (pending for ever when
+    /// the watch cannot be used). Cancel-safe enough: a cancelled open is
+    /// opened again.
+    async fn next(&mut self, shared: &Shared) -> Found {
+        let (backend, lock, op) = (&shared.backend, &shared.lock, Operation::Renew);
+        loop {
+            if !self.usable {
+                std::future::pending::<()>().await;
+            }
+            if let Some(at) = self.retry_at {
+                tokio::time::sleep_until(at).await;
+                self.retry_at = None;
+            }
+            let Some(from) = self.watch.from.clone() else {
+                match backend.list_one(op, lock, &mut self.watch).await {
+                    Ok(found) => return found,
+                    Err(error) => {
+                        tracing::debug!(%error, "lock guard: listing its Lease failed");
+                        self.failed();
+                        continue;
+                    }
+                }
+            };
+            if self.watch.events.is_none() {
+                let timeout = backend.inner.config.request_timeout;
+                match backend
+                    .inner
+                    .api
+                    .watch(&lock.name, &from, MAX_WATCH_SECS, timeout)
+                    .await
+                {
+                    Ok(events) => {
+                        self.watch.events = Some(events);
+                        self.watch.failures = 0;
+                        let lasts = Duration::from_secs(u64::from(MAX_WATCH_SECS)) + timeout;
+                        self.overdue_at = tokio::time::Instant::now().checked_add(lasts);
+                    }
+                    Err(failure) if worth_retrying(&failure) => {
+                        tracing::debug!(?failure, "lock guard: opening its watch failed");
+                        self.failed();
+                        continue;
+                    }
+                    Err(failure) => {
+                        tracing::warn!(
+                            ?failure,
+                            key = %lock.key,
+                            "lock guard cannot watch its Lease; only renewals will tell it lost"
+                        );
+                        self.usable = false;
+                        continue;
+                    }
+                }
+            }
+            let Some(events) = self.watch.events.as_mut() else {
+                continue;
+            };
+            let event = match self.overdue_at {
+                Some(at) => tokio::time::timeout_at(at, events.next())
+                    .await
+                    .ok()
+                    .flatten(),
+                None => events.next().await,
+            };
+            match event {
+                Some(Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease))) => {
+                    if let Some(version) = lease.metadata.resource_version.as_deref() {
+                        self.watch.seen(version);
+                    }
+                    if let Ok(found) = backend.found_in(op, lock, &lease) {
+                        return found;
+                    }
+                }
+                Some(Ok(WatchEvent::Deleted(lease))) => {
+                    if let Some(version) = lease.metadata.resource_version.as_deref() {
+                        self.watch.seen(version);
+                    }
+                    backend.forget(lock);
+                    return Found::Missing;
+                }
+                Some(Ok(WatchEvent::Bookmark(bookmark))) => {
+                    self.watch.seen(&bookmark.metadata.resource_version);
+                }
+                // 410 Gone and other error events: list afresh.
+                Some(Ok(WatchEvent::Error(_))) => self.watch.reset(),
+                Some(Err(_)) | None => self.watch.close(),
+            }
+        }
+    }
+
+    fn failed(&mut self) {
+        let pause = self.watch.failed();
+        self.retry_at = tokio::time::Instant::now().checked_add(pause);
+    }
+}
+
+/// The local instant by which a Lease that expires at `expiry` by the
+/// server's clock may have expired: when the latest time the server's clock
+/// can read (`server`, at the local instant `at`) reaches it, less the drift
+/// allowance. Never later than the instant any API server's clock reaches it.
+fn deadline_by_expiry(at: LocalInstant, server: ServerTime, expiry: DateTime<Utc>) -> LocalInstant {
+    let left = (expiry - server.latest).to_std().unwrap_or(Duration::ZERO);
+    at.saturating_add(left.saturating_sub(clock::drift_over(left)))
+}
+
 /// A renewal sent at `sent` moves the deadline, never back.
 fn deadline_after(sent: LocalInstant, ttl: Duration, old: LocalInstant) -> LocalInstant {
     deadline(sent, ttl).max(old)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::lease::parse_time;
+
+    #[test]
+    fn a_shortened_lease_brings_the_deadline_forward_to_its_expiry() {
+        let noon = parse_time("2026-11-26T12:00:00Z").expect("valid");
+        let server = ServerTime {
+            earliest: noon - TimeDelta::milliseconds(300),
+            latest: noon + TimeDelta::milliseconds(300),
+        };
+        let at = LocalInstant::from_duration(Duration::from_secs(100));
+        // Expires 2 s after noon: 1.7 s by the latest reading, less 1.7 ms.
+        let deadline = deadline_by_expiry(at, server, noon + TimeDelta::seconds(2));
+        assert_eq!(
+            deadline.saturating_since(at),
+            Duration::from_millis(1_700) - Duration::from_micros(1_700)
+        );
+        // Already past by the latest reading: now.
+        let past = deadline_by_expiry(at, server, noon + TimeDelta::milliseconds(200));
+        assert_eq!(past, at);
+    }
 }

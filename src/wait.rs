@@ -52,12 +52,12 @@ use crate::lease::{Found, Lease};
 use crate::naming::Lock;
 
 /// Longest watch the server is asked for; a longer wait opens another.
-const MAX_WATCH_SECS: u32 = 240;
+pub(crate) const MAX_WATCH_SECS: u32 = 240;
 /// First and longest pause before opening a watch again after it failed to
 /// open.
 const REOPEN_AFTER: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 
-type Events = BoxStream<'static, std::result::Result<WatchEvent<Lease>, kube::Error>>;
+pub(crate) type Events = BoxStream<'static, std::result::Result<WatchEvent<Lease>, kube::Error>>;
 
 /// What woke a waiter.
 enum Woken {
@@ -114,7 +114,12 @@ impl KubeLeaseLockBackend {
     }
 
     /// The lock's Lease as of a version the watch then starts from.
-    async fn list_one(&self, op: Operation, lock: &Lock, watch: &mut Watch) -> Result<Found> {
+    pub(crate) async fn list_one(
+        &self,
+        op: Operation,
+        lock: &Lock,
+        watch: &mut Watch,
+    ) -> Result<Found> {
         let (lease, version) = self
             .inner
             .api
@@ -251,7 +256,7 @@ impl KubeLeaseLockBackend {
 
 /// Whether a watch that failed to open is worth opening again: the server
 /// or the network may do better in a moment.
-fn worth_retrying(failure: &Failure) -> bool {
+pub(crate) fn worth_retrying(failure: &Failure) -> bool {
     match failure {
         Failure::Timeout | Failure::Transport(_) => true,
         Failure::Status { code, .. } => *code == 429 || *code >= 500,
@@ -269,17 +274,17 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// The watch of one Lease, opened when first needed and again after it
 /// ends, from the newest resourceVersion seen.
 #[derive(Default)]
-struct Watch {
-    events: Option<Events>,
-    from: Option<String>,
+pub(crate) struct Watch {
+    pub(crate) events: Option<Events>,
+    pub(crate) from: Option<String>,
     /// Failed opens in a row.
-    failures: u32,
+    pub(crate) failures: u32,
 }
 
 impl Watch {
     /// Notes a version the waiter has decided from (or that the watch has
     /// brought): the watch goes on from the newest.
-    fn seen(&mut self, version: &str) {
+    pub(crate) fn seen(&mut self, version: &str) {
         let older = match (&self.from, version.parse::<u64>()) {
             (Some(from), Ok(version)) => from.parse::<u64>().is_ok_and(|from| version < from),
             _ => false,
@@ -289,17 +294,17 @@ impl Watch {
         }
     }
 
-    fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.events = None;
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.events = None;
         self.from = None;
     }
 
     /// Counts a failed open; the pause before the next.
-    fn failed(&mut self) -> Duration {
+    pub(crate) fn failed(&mut self) -> Duration {
         let (first, longest) = REOPEN_AFTER;
         let pause = first.saturating_mul(1 << self.failures.min(5)).min(longest);
         self.failures = self.failures.saturating_add(1);
