@@ -40,7 +40,8 @@ impl KubeLeaseLockBackend {
     ///
     /// [`Error::InvalidInput`] for a bad key or owner, or a TTL that is not
     /// a whole number of seconds in `1..=i32::MAX`; [`Error::NoFencingToken`]
-    /// on an API server older than Kubernetes 1.35; otherwise as for
+    /// on an API server whose resourceVersions are not decimal integers
+    /// (not backed by etcd); otherwise as for
     /// [`try_acquire`](Self::try_acquire).
     pub async fn try_lock(
         &self,
@@ -76,13 +77,21 @@ impl KubeLeaseLockBackend {
     /// sends no writes, and no reads either: the watch brings each change.
     /// When the lock comes free, each waiter sends one write (a create, or a
     /// conditional takeover); one wins, and each loser learns it from the
-    /// answer (a takeover that loses reads the Lease once). So a handoff
-    /// costs at most one write and one read per waiter, and no waiter polls.
+    /// answer and one read. So a handoff costs at most one write and one
+    /// read per waiter, and no waiter polls. The watch starts from the
+    /// resourceVersion the waiter decided from, so a Lease created and
+    /// deleted again before it started is not missed (see `src/wait.rs`).
+    ///
+    /// Every sleep and watch open ends at `wait`; after it, `lock` finishes
+    /// only the decision in flight (a write, and a read if it lost, each
+    /// bounded by the request timeout) before it returns `None`. A watch
+    /// that fails to open with a timeout, a transport error, 429 or 5xx is
+    /// opened again after a backoff (200 ms doubling to 5 s), within `wait`.
     ///
     /// # Errors
     ///
-    /// As for [`try_lock`](Self::try_lock); also the errors of the watch
-    /// (for example HTTP 403 without the `watch` verb on leases).
+    /// As for [`try_lock`](Self::try_lock); also a watch the server refuses
+    /// for good (for example HTTP 403 without the `watch` verb on leases).
     pub async fn lock(
         &self,
         key: &str,
@@ -245,12 +254,32 @@ impl LockGuard {
         self.shared.ttl
     }
 
-    /// Cancelled as soon as the guard can no longer prove it holds the lock:
-    /// a renewal was answered "not held", or the local deadline (the send
-    /// time of the last successful write plus the TTL, less the drift
-    /// allowance and a tenth of the TTL) passed without a successful
-    /// renewal, which is always before another owner can take the lock;
-    /// also when the guard is released or dropped. Select on
+    /// Cancelled as soon as the guard can no longer prove it holds the lock.
+    /// Exactly:
+    ///
+    /// - **Expiry**: the local deadline (the send time of the last successful
+    ///   write plus the TTL, less the drift allowance and a tenth of the TTL)
+    ///   passes without a successful renewal. That is always before another
+    ///   owner can take the lock by expiry (within the clock assumptions of
+    ///   the crate's time model).
+    /// - **A tenure ended by a write**: between renewals the guard watches
+    ///   its own Lease. A release or `force_release` by anyone, a deletion
+    ///   by `release_all` or a sweep, a takeover, and a new term by the same
+    ///   owner string (`try_lock` from another process or guard, or a trait
+    ///   `try_acquire` of a lock that may have expired) cancel the token when
+    ///   the event arrives: on a healthy connection within about one round
+    ///   trip of that write, and never later than the next renewal (every
+    ///   TTL/3), which is answered "not held". Until then this guard and the
+    ///   new holder may both say held; the new tenure's fencing token is
+    ///   larger.
+    /// - **A tenure shortened by its owner** (a trait `renew` or
+    ///   `try_acquire` by the same owner string with a shorter TTL) does not
+    ///   end it: the deadline comes forward to the Lease's new expiry and the
+    ///   guard renews at once.
+    /// - Also when the guard is released or dropped.
+    ///
+    /// If the server refuses the watch (no `watch` verb), the guard warns
+    /// once and only renewals and the deadline tell. Select on
     /// `lost().cancelled()` to stop work. The token is cancelled by the
     /// guard's renewal task: on a runtime starved of CPU that can come late,
     /// so check [`is_held`](Self::is_held), which reads the clock itself,
