@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::stream::StreamExt;
-use kube::core::WatchEvent;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -20,7 +19,7 @@ use crate::fencing::FencingToken;
 use crate::input::{check_key_and_owner, check_ttl_duration};
 use crate::lease::{Found, Record};
 use crate::naming::Lock;
-use crate::wait::{worth_retrying, Watch, MAX_WATCH_SECS};
+use crate::wait::{worth_retrying, Brought, Watch, MAX_WATCH_SECS};
 
 /// Longest sleep of a guard's renewal task between two looks at the local
 /// clock: Tokio's timers stop while the machine is suspended, the local
@@ -520,15 +519,13 @@ impl OwnWatch {
             };
             if self.watch.events.is_none() {
                 let timeout = backend.inner.config.request_timeout;
-                match backend
-                    .inner
-                    .api
-                    .watch(&lock.name, &from, MAX_WATCH_SECS, timeout)
+                let api = &backend.inner.api;
+                match self
+                    .watch
+                    .open(api, &lock.name, &from, MAX_WATCH_SECS, timeout)
                     .await
                 {
-                    Ok(events) => {
-                        self.watch.events = Some(events);
-                        self.watch.failures = 0;
+                    Ok(()) => {
                         let lasts = Duration::from_secs(u64::from(MAX_WATCH_SECS)) + timeout;
                         self.overdue_at = tokio::time::Instant::now().checked_add(lasts);
                     }
@@ -558,28 +555,17 @@ impl OwnWatch {
                     .flatten(),
                 None => events.next().await,
             };
-            match event {
-                Some(Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease))) => {
-                    if let Some(version) = lease.metadata.resource_version.as_deref() {
-                        self.watch.seen(version);
-                    }
+            match self.watch.take(event) {
+                Brought::Lease(lease) => {
                     if let Ok(found) = backend.found_in(op, lock, &lease) {
                         return found;
                     }
                 }
-                Some(Ok(WatchEvent::Deleted(lease))) => {
-                    if let Some(version) = lease.metadata.resource_version.as_deref() {
-                        self.watch.seen(version);
-                    }
+                Brought::Deleted => {
                     backend.forget(lock);
                     return Found::Missing;
                 }
-                Some(Ok(WatchEvent::Bookmark(bookmark))) => {
-                    self.watch.seen(&bookmark.metadata.resource_version);
-                }
-                // 410 Gone and other error events: list afresh.
-                Some(Ok(WatchEvent::Error(_))) => self.watch.reset(),
-                Some(Err(_)) | None => self.watch.close(),
+                Brought::Gone | Brought::Nothing => {}
             }
         }
     }

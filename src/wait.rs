@@ -43,7 +43,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt};
 use kube::core::WatchEvent;
 
-use crate::api::Failure;
+use crate::api::{Failure, LeaseApi};
 use crate::backend::{Decided, Hint, KubeLeaseLockBackend};
 use crate::clock::{self, LocalInstant, ServerTime};
 use crate::decision::{self, Step};
@@ -167,16 +167,11 @@ impl KubeLeaseLockBackend {
             });
             if watch.events.is_none() {
                 let within = left.unwrap_or(Duration::MAX);
-                match self
-                    .inner
-                    .api
-                    .watch(&lock.name, &from, watch_secs, within)
+                match watch
+                    .open(&self.inner.api, &lock.name, &from, watch_secs, within)
                     .await
                 {
-                    Ok(events) => {
-                        watch.events = Some(events);
-                        watch.failures = 0;
-                    }
+                    Ok(()) => {}
                     Err(failure) if worth_retrying(&failure) => {
                         let pause = watch.failed();
                         tracing::debug!(?failure, ?pause, "opening the watch failed; again soon");
@@ -211,34 +206,16 @@ impl KubeLeaseLockBackend {
                     continue;
                 }
             };
-            match event {
-                Some(Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease))) => {
-                    if let Some(version) = lease.metadata.resource_version.as_deref() {
-                        watch.seen(version);
-                    }
+            match watch.take(event) {
+                Brought::Lease(lease) => {
                     return self.found_in(op, lock, &lease).map(Woken::Changed);
                 }
-                Some(Ok(WatchEvent::Deleted(lease))) => {
-                    if let Some(version) = lease.metadata.resource_version.as_deref() {
-                        watch.seen(version);
-                    }
+                Brought::Deleted => {
                     self.forget(lock);
                     return Ok(Woken::Changed(Found::Missing));
                 }
-                Some(Ok(WatchEvent::Bookmark(bookmark))) => {
-                    watch.seen(&bookmark.metadata.resource_version);
-                }
-                Some(Ok(WatchEvent::Error(status))) => {
-                    // 410 Gone: the version is too old to watch from.
-                    tracing::debug!(?status, "watch error; listing afresh");
-                    watch.reset();
-                    return Ok(Woken::Lost);
-                }
-                Some(Err(error)) => {
-                    tracing::debug!(%error, "watch broke off; watching again");
-                    watch.close();
-                }
-                None => watch.close(),
+                Brought::Gone => return Ok(Woken::Lost),
+                Brought::Nothing => {}
             }
         }
     }
@@ -271,6 +248,21 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
+/// What one item of a watch's stream brought, once [`Watch::take`] has
+/// noted its version.
+pub(crate) enum Brought {
+    /// The Lease in a new state.
+    Lease(Box<Lease>),
+    /// The Lease was deleted.
+    Deleted,
+    /// The watch cannot go on from its version (410 Gone, or another error
+    /// event): list afresh.
+    Gone,
+    /// Nothing to decide on (a bookmark; the stream ended or broke off and
+    /// is opened again from the same version).
+    Nothing,
+}
+
 /// The watch of one Lease, opened when first needed and again after it
 /// ends, from the newest resourceVersion seen.
 #[derive(Default)]
@@ -291,6 +283,62 @@ impl Watch {
         };
         if !older {
             self.from = Some(version.to_owned());
+        }
+    }
+
+    /// Opens the watch from `from` for `secs` seconds, the open bounded by
+    /// `within` (and the request timeout).
+    pub(crate) async fn open(
+        &mut self,
+        api: &LeaseApi,
+        name: &str,
+        from: &str,
+        secs: u32,
+        within: Duration,
+    ) -> std::result::Result<(), Failure> {
+        self.events = Some(api.watch(name, from, secs, within).await?);
+        self.failures = 0;
+        Ok(())
+    }
+
+    /// Takes in the next item of the stream: notes its version, and closes
+    /// or resets the watch when it ended or cannot go on.
+    pub(crate) fn take(
+        &mut self,
+        item: Option<std::result::Result<WatchEvent<Lease>, kube::Error>>,
+    ) -> Brought {
+        match item {
+            Some(Ok(WatchEvent::Added(lease) | WatchEvent::Modified(lease))) => {
+                if let Some(version) = lease.metadata.resource_version.as_deref() {
+                    self.seen(version);
+                }
+                Brought::Lease(Box::new(lease))
+            }
+            Some(Ok(WatchEvent::Deleted(lease))) => {
+                if let Some(version) = lease.metadata.resource_version.as_deref() {
+                    self.seen(version);
+                }
+                Brought::Deleted
+            }
+            Some(Ok(WatchEvent::Bookmark(bookmark))) => {
+                self.seen(&bookmark.metadata.resource_version);
+                Brought::Nothing
+            }
+            Some(Ok(WatchEvent::Error(status))) => {
+                // 410 Gone: the version is too old to watch from.
+                tracing::debug!(?status, "watch error; listing afresh");
+                self.reset();
+                Brought::Gone
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, "watch broke off; watching again");
+                self.close();
+                Brought::Nothing
+            }
+            None => {
+                self.close();
+                Brought::Nothing
+            }
         }
     }
 

@@ -431,6 +431,21 @@ async fn nothing_more(handle: &mut MockHandle) {
     );
 }
 
+/// A write that commits but is answered 504; kube's client sends it again
+/// and it is answered 409; the read after it finds what the write stored.
+async fn committed_then_conflict(handle: &mut MockHandle, method: Method, version: &str) {
+    let write = serve(
+        handle,
+        method.clone(),
+        status(StatusCode::GATEWAY_TIMEOUT, "Timeout"),
+    )
+    .await;
+    let lease = stored(write, version).await;
+    serve(handle, method, status(StatusCode::CONFLICT, "Conflict")).await;
+    serve(handle, Method::GET, respond(StatusCode::OK, lease)).await;
+    nothing_more(handle).await;
+}
+
 /// Issue 26, item 4: a create that committed, answered 504, retried by the
 /// client and answered 409, is recognised as ours by one read.
 #[tokio::test]
@@ -444,21 +459,7 @@ async fn a_create_retried_after_a_504_that_committed_is_ours() {
         )
         .await;
         // The create commits, but the answer is lost behind a gateway.
-        let create = serve(
-            &mut handle,
-            Method::POST,
-            status(StatusCode::GATEWAY_TIMEOUT, "Timeout"),
-        )
-        .await;
-        let lease = stored(create, "7").await;
-        serve(
-            &mut handle,
-            Method::POST,
-            status(StatusCode::CONFLICT, "AlreadyExists"),
-        )
-        .await;
-        serve(&mut handle, Method::GET, respond(StatusCode::OK, lease)).await;
-        nothing_more(&mut handle).await;
+        committed_then_conflict(&mut handle, Method::POST, "7").await;
     });
     assert!(
         backend.try_acquire(KEY, "me", 30).await.expect("an answer"),
@@ -478,21 +479,7 @@ async fn a_renewal_retried_after_a_504_that_committed_is_ours() {
             respond(StatusCode::OK, lease(KEY, "me", "1")),
         )
         .await;
-        let update = serve(
-            &mut handle,
-            Method::PUT,
-            status(StatusCode::GATEWAY_TIMEOUT, "Timeout"),
-        )
-        .await;
-        let lease = stored(update, "2").await;
-        serve(
-            &mut handle,
-            Method::PUT,
-            status(StatusCode::CONFLICT, "Conflict"),
-        )
-        .await;
-        serve(&mut handle, Method::GET, respond(StatusCode::OK, lease)).await;
-        nothing_more(&mut handle).await;
+        committed_then_conflict(&mut handle, Method::PUT, "2").await;
     });
     assert!(backend.renew(KEY, "me", 30).await.expect("an answer"));
     server.await.expect("server");
@@ -558,6 +545,18 @@ fn query(request: &Request<Body>) -> String {
     request.uri().query().unwrap_or("").to_owned()
 }
 
+/// `lock()` of `KEY` by "me" (TTL 30 s, wait 3 s), which must take it.
+async fn locked(backend: &KubeLeaseLockBackend) -> celers_kube_lease::LockGuard {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        backend.lock(KEY, "me", Duration::from_secs(30), Duration::from_secs(3)),
+    )
+    .await
+    .expect("lock() returned")
+    .expect("lock")
+    .expect("the lock came free")
+}
+
 /// Issue 26, item 1: a waiter whose create lost to a rival that created and
 /// deleted the Lease before the waiter watched must not sleep through the
 /// free lock. It reads after the lost create and creates again.
@@ -589,14 +588,7 @@ async fn a_waiter_whose_create_lost_to_a_created_and_deleted_lease_takes_the_loc
         // The guard's best-effort release when dropped.
         let _ = handle.next_request().await;
     });
-    let guard = tokio::time::timeout(
-        Duration::from_secs(5),
-        backend.lock(KEY, "me", Duration::from_secs(30), Duration::from_secs(3)),
-    )
-    .await
-    .expect("lock() returned")
-    .expect("lock")
-    .expect("the lock was free");
+    let guard = locked(&backend).await;
     assert_eq!(guard.fencing_token().get(), 13);
     drop(guard);
     server.await.expect("server");
@@ -643,14 +635,7 @@ async fn a_waiter_watches_from_the_version_of_the_lease_that_won() {
         .await;
         let _ = handle.next_request().await;
     });
-    let guard = tokio::time::timeout(
-        Duration::from_secs(5),
-        backend.lock(KEY, "me", Duration::from_secs(30), Duration::from_secs(3)),
-    )
-    .await
-    .expect("lock() returned")
-    .expect("lock")
-    .expect("the lock came free");
+    let guard = locked(&backend).await;
     drop(guard);
     server.await.expect("server");
 }
