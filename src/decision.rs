@@ -299,12 +299,14 @@ pub fn committed(write: &Write, after: &Found) -> bool {
 /// After a conditional write decided from `before` lost its race, whether
 /// `after` (a fresh read) shows that another writer took the lock or started
 /// a new term in between: the lock was held by someone else at that moment,
-/// so the truthful answer is `false`. Otherwise (the Lease was deleted, or a
-/// write changed nothing about the holder, such as a label edited by hand)
-/// the operation decides again.
+/// so the truthful answer is `false`. A create that lost (409: a Lease was
+/// there) and then finds none lost too: another owner created the Lease and
+/// released it in between. Otherwise (a Lease that was read is deleted, or
+/// a write changed nothing about the holder, such as a label edited by
+/// hand) the operation decides again.
 pub fn lost_to_another(before: &Found, after: &Found) -> bool {
     match (before, after) {
-        (Found::Missing, Found::Ours(_)) => true,
+        (Found::Missing, Found::Ours(_) | Found::Missing) => true,
         (Found::Ours(before), Found::Ours(after)) => {
             before.holder != after.holder || before.acquire_time != after.acquire_time
         }
@@ -589,7 +591,10 @@ mod tests {
             !lost_to_another(&before, &Found::Missing),
             "deleted: decide again"
         );
-        assert!(!lost_to_another(&Found::Missing, &Found::Missing));
+        assert!(
+            lost_to_another(&Found::Missing, &Found::Missing),
+            "a create lost to a Lease created and deleted again"
+        );
         assert!(!lost_to_another(&before, &Found::Foreign));
     }
 

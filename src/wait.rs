@@ -16,7 +16,7 @@
 //! Hence three rules:
 //! - a write that loses (409 or 404) is followed by one read, so a lost
 //!   create gives the Lease that won (and its version), or finds it gone
-//!   again and creates once more;
+//!   again, and then the waiter creates once more at once;
 //! - when the watch cannot go on from its version (410 Gone: compacted; or
 //!   an error event), the waiter lists the Lease by name and watches from
 //!   the list's version, which is current: no loop of reads and watches
@@ -99,6 +99,17 @@ impl KubeLeaseLockBackend {
             };
             if let Found::Ours(record) = &seen {
                 watch.seen(&record.resource_version);
+            }
+            if matches!(seen, Found::Missing) {
+                // A create lost to a Lease created and deleted again since
+                // (the read after it found none): the lock is free, so
+                // create again at once. Should that lose too, its read
+                // gives a version to watch from.
+                if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+                    return Ok(None);
+                }
+                hint = Hint::Fresh(Found::Missing);
+                continue;
             }
             let expiry = decision::expires_at(&seen);
             hint = match self
