@@ -207,25 +207,47 @@ impl LeaseApi {
         decode(&self.send("list", self.request.list(&params)).await?)
     }
 
-    /// Changes of the Lease `name` after `from` (a resourceVersion), or its
-    /// current state first when `from` is `None`, for at most
-    /// `timeout_secs` seconds (the server ends the watch then). Opening it
-    /// is bounded by the request timeout.
+    /// The Lease `name` (or `None`) as of the resourceVersion the answer
+    /// was read at, which is returned too: a list with a name field
+    /// selector, so that a watch from that version sees every later change,
+    /// including a Lease created and deleted again right after.
+    pub async fn get_with_version(&self, name: &str) -> Result<(Option<Lease>, String), Failure> {
+        let params = ListParams {
+            field_selector: Some(format!("metadata.name={name}")),
+            ..ListParams::default()
+        };
+        let list: LeaseList = decode(&self.send("list", self.request.list(&params)).await?)?;
+        let version = list
+            .metadata
+            .resource_version
+            .filter(|version| !version.is_empty())
+            .ok_or_else(|| Failure::Unexpected("a list without a resourceVersion".to_owned()))?;
+        let lease = list
+            .items
+            .into_iter()
+            .find(|lease| lease.metadata.name.as_deref() == Some(name));
+        Ok((lease, version))
+    }
+
+    /// Changes of the Lease `name` after `from` (a resourceVersion), for at
+    /// most `timeout_secs` seconds (the server ends the watch then).
+    /// Opening it is bounded by the request timeout and by `within`.
     pub async fn watch(
         &self,
         name: &str,
-        from: Option<&str>,
+        from: &str,
         timeout_secs: u32,
+        within: Duration,
     ) -> Result<BoxStream<'static, Result<WatchEvent<Lease>, kube::Error>>, Failure> {
         let params = WatchParams::default()
             .fields(&format!("metadata.name={name}"))
             .timeout(timeout_secs);
         let request = self
             .request
-            .watch(&params, from.unwrap_or(""))
+            .watch(&params, from)
             .map_err(|e| Failure::Unexpected(format!("building the request: {e}")))?;
-        match tokio::time::timeout(self.timeout, self.client.request_events::<Lease>(request)).await
-        {
+        let limit = self.timeout.min(within);
+        match tokio::time::timeout(limit, self.client.request_events::<Lease>(request)).await {
             Ok(Ok(events)) => Ok(events.boxed()),
             Ok(Err(kube::Error::Api(status))) => Err(Failure::Status {
                 code: status.code,

@@ -97,9 +97,9 @@ pub(crate) enum Hint {
 pub(crate) enum Decided {
     /// Its write succeeded: the Lease is now in this state.
     Wrote(Found),
-    /// The answer is no. The state last seen, when known (a create that
-    /// lost only tells that somebody else created the Lease).
-    Refused(Option<Found>),
+    /// The answer is no, decided from this state, fresh from the server
+    /// (a read, a watch event, or the read after a lost write).
+    Refused(Found),
 }
 
 impl Decided {
@@ -110,10 +110,12 @@ impl Decided {
 
 /// Outcome of a conditional write.
 enum Written {
-    /// The write succeeded; the Lease is now in this state.
+    /// The write succeeded (or an earlier attempt of it, retried by the
+    /// client, did); the Lease is now in this state.
     Done(Found),
-    /// The Lease changed (409) or vanished (404) since it was read.
-    Lost,
+    /// The Lease changed (409) or vanished (404) since it was read; it is
+    /// now in this state (read once after the answer).
+    Lost(Found),
 }
 
 impl std::fmt::Debug for KubeLeaseLockBackend {
@@ -227,10 +229,9 @@ impl KubeLeaseLockBackend {
             let now = self.server_time(op, Some(lock))?;
             match decide(&found, now) {
                 Step::Foreign if fresh => return Err(self.foreign(op, lock)),
-                Step::Answer(_) if fresh => return Ok(Decided::Refused(Some(found))),
+                Step::Answer(_) if fresh => return Ok(Decided::Refused(found)),
                 Step::Answer(_) | Step::Foreign => {}
                 Step::Write(write) => {
-                    let created = matches!(write, Write::Create(_));
                     let shared = self.shared_owner(&found, &write, now);
                     match self.write(op, lock, write).await? {
                         Written::Done(state) => {
@@ -240,25 +241,25 @@ impl KubeLeaseLockBackend {
                             self.note_held(lock, &state);
                             return Ok(Decided::Wrote(state));
                         }
-                        // Another owner created the Lease since our read.
-                        Written::Lost if fresh && created => return Ok(Decided::Refused(None)),
-                        Written::Lost if fresh => {
-                            let after = self.read(op, lock).await?;
-                            if decision::lost_to_another(&found, &after) {
-                                return Ok(Decided::Refused(Some(after)));
+                        Written::Lost(after) => {
+                            if fresh {
+                                if decision::lost_to_another(&found, &after) {
+                                    return Ok(Decided::Refused(after));
+                                }
+                                conflicts += 1;
+                                if conflicts > self.inner.config.conflict_retries {
+                                    return Err(Error::Contended {
+                                        operation: op,
+                                        target: self.target(Some(lock)),
+                                        attempts: conflicts,
+                                    });
+                                }
                             }
-                            conflicts += 1;
-                            if conflicts > self.inner.config.conflict_retries {
-                                return Err(Error::Contended {
-                                    operation: op,
-                                    target: self.target(Some(lock)),
-                                    attempts: conflicts,
-                                });
-                            }
+                            // Decided again from the read the lost write made.
                             found = after;
+                            fresh = true;
                             continue;
                         }
-                        Written::Lost => {}
                     }
                 }
             }
@@ -388,9 +389,21 @@ impl KubeLeaseLockBackend {
                     || (failure.code() == Some(404) && !matches!(write, Write::Create(_))) =>
             {
                 tracing::debug!(?failure, "lost a write race");
-                self.inner.metrics.conflict();
                 self.forget(lock);
-                Ok(Written::Lost)
+                // kube's client retries a write answered 429, 503 or 504, so
+                // this 409 or 404 may answer the retry of a write that
+                // committed: one read tells (see decision::committed).
+                let after = self.read(op, lock).await?;
+                let signed_by_another = match &after {
+                    Found::Ours(record) => marks.other_instance(&record.lease).is_some(),
+                    Found::Missing | Found::Foreign => false,
+                };
+                if decision::committed(&write, &after) && !signed_by_another {
+                    tracing::debug!("a retried write had committed: it is ours");
+                    return Ok(Written::Done(after));
+                }
+                self.inner.metrics.conflict();
+                Ok(Written::Lost(after))
             }
             Err(failure) => Err(self.failed(op, Some(lock), failure)),
         }

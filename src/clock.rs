@@ -45,11 +45,25 @@
 //!   between any two of them; every bound is widened by it, so a decision is
 //!   right by the clock of every API server. Responses that contradict each
 //!   other by more than that break the assumption: the clock then says so in
-//!   a `tracing` warning and uses the hull of all the intervals in its window
-//!   instead of their intersection, which only widens the wait for
-//!   takeovers (and dates writes later), until the contradicting responses
-//!   have left the window. A single server whose clock steps is handled the
-//!   same way.
+//!   a `tracing` warning and widens the *earliest* end to the hull of all the
+//!   intervals in its window, which only lengthens the wait for takeovers,
+//!   until the contradicting responses have left the window. A client that
+//!   talks to one API server only (HTTP/2 keeps one connection; a load
+//!   balancer in TCP mode pins it) never sees another server's clock: for
+//!   it the skew bound is an assumption it cannot check.
+//! - **One bad `Date`.** A response that contradicts the running
+//!   intersection by more than the skew bound (a server stepped by an hour,
+//!   a proxy's error page stamped by its own clock) is *quarantined*: it
+//!   widens the earliest end as above, but moves the *latest* end, the one
+//!   writes are dated with and renewals are judged by, by at most one more
+//!   skew bound. So one outlier can neither date a Lease an hour ahead (and
+//!   leave it live for an hour after its holder died) nor make every renewal
+//!   look late. The running intersection moves to the contradicting clock
+//!   only once [`CONFIRM`] responses in a row agree with each other and
+//!   contradict it (fewer while the running intersection itself rests on
+//!   fewer responses: a first response that was the outlier is outvoted by
+//!   two that agree): a clock that really stepped is followed after a few
+//!   requests, a single outlier never.
 //! - **Suspend.** On Linux the local clock is `CLOCK_BOOTTIME`, which keeps
 //!   counting while the machine is suspended, so a resumed process does not
 //!   date its writes too early. Elsewhere it is [`std::time::Instant`],
@@ -80,6 +94,9 @@ pub const DRIFT_PPM: u32 = 1_000;
 pub const WINDOW: usize = 32;
 /// How long the clock remembers a response (the newest one is always kept).
 pub const WINDOW_AGE: Duration = Duration::from_secs(120);
+/// How many responses in a row, agreeing with each other, it takes to move
+/// the running intersection to a clock that contradicts it.
+pub const CONFIRM: u32 = 3;
 /// Width of the `Date` header's resolution.
 const DATE_RESOLUTION_MICROS: i64 = 1_000_000;
 
@@ -154,9 +171,14 @@ pub struct Sample {
 #[derive(Clone, Debug)]
 pub struct ServerClock {
     skew_micros: i64,
-    /// The intersection of every response since the last contradiction;
-    /// its ends may cross by up to the skew bound.
+    /// The intersection of every response that agreed with it since it was
+    /// last confirmed; its ends may cross by up to the skew bound.
     running: Option<Interval>,
+    /// How many responses `running` rests on (saturating).
+    support: u32,
+    /// Responses in a row that contradicted `running` but agree with each
+    /// other: their intersection and how many.
+    challenger: Option<(Interval, u32)>,
     /// The last responses, to tell whether they contradict each other.
     recent: VecDeque<Interval>,
     contradicted: bool,
@@ -185,6 +207,8 @@ impl ServerClock {
         Self {
             skew_micros: i64::try_from(skew.as_micros()).unwrap_or(i64::MAX),
             running: None,
+            support: 0,
+            challenger: None,
             recent: VecDeque::with_capacity(WINDOW),
             contradicted: false,
         }
@@ -200,27 +224,20 @@ impl ServerClock {
             high: date + DATE_RESOLUTION_MICROS - sent,
             at: received,
         };
-        self.running = Some(match self.running {
-            None => fresh,
-            Some(running) => {
-                let (low, high) = running.at(received);
-                let (low, high) = (low.max(fresh.low), high.min(fresh.high));
-                if low.saturating_sub(high) > self.skew_micros {
-                    tracing::warn!(
-                        disagreement_ms = low.saturating_sub(high) / 1_000,
-                        "an API server's clock disagrees with earlier answers by more than \
-                         api_server_skew (several servers out of sync, or a clock stepped)"
-                    );
-                    fresh
-                } else {
-                    Interval {
-                        low,
-                        high,
-                        at: received,
-                    }
-                }
+        match self.running {
+            None => {
+                self.running = Some(fresh);
+                self.support = 1;
             }
-        });
+            Some(running) => match self.merged(running, fresh) {
+                Some(merged) => {
+                    self.running = Some(merged);
+                    self.support = self.support.saturating_add(1);
+                    self.challenger = None;
+                }
+                None => self.quarantine(fresh),
+            },
+        }
         let max_age = i64::try_from(WINDOW_AGE.as_micros()).unwrap_or(i64::MAX);
         self.recent
             .retain(|old| received.saturating_sub(old.at) <= max_age);
@@ -233,12 +250,53 @@ impl ServerClock {
         });
     }
 
+    /// `running` carried forward to `fresh` and narrowed by it, or `None`
+    /// when they contradict each other by more than the skew bound.
+    fn merged(&self, running: Interval, fresh: Interval) -> Option<Interval> {
+        let (low, high) = running.at(fresh.at);
+        let (low, high) = (low.max(fresh.low), high.min(fresh.high));
+        (low.saturating_sub(high) <= self.skew_micros).then_some(Interval {
+            low,
+            high,
+            at: fresh.at,
+        })
+    }
+
+    /// A response that contradicts the running intersection: kept out of
+    /// it unless enough responses in a row agree with it (see the module
+    /// docs, "One bad `Date`").
+    fn quarantine(&mut self, fresh: Interval) {
+        let challenger = match self.challenger {
+            Some((challenger, count)) => self
+                .merged(challenger, fresh)
+                .map_or((fresh, 1), |merged| (merged, count.saturating_add(1))),
+            None => (fresh, 1),
+        };
+        if challenger.1 >= CONFIRM.min(self.support.saturating_add(1)) {
+            tracing::warn!(
+                responses = challenger.1,
+                "the API server's clock moved by more than api_server_skew; following it"
+            );
+            self.running = Some(challenger.0);
+            self.support = challenger.1;
+            self.challenger = None;
+        } else {
+            tracing::warn!(
+                "an API server's clock disagrees with earlier answers by more than \
+                 api_server_skew (several servers out of sync, a clock stepped, or a bad \
+                 Date header); not dating writes by it"
+            );
+            self.challenger = Some(challenger);
+        }
+    }
+
     /// Bounds on the server's time at the local instant `at`, or `None`
     /// before the first response.
     ///
-    /// The intersection of the responses since the last contradiction,
-    /// widened by the skew bound; while the recent responses contradict each
-    /// other by more than that, widened further to their hull.
+    /// The running intersection, widened by the skew bound; while the
+    /// recent responses contradict each other by more than that, the
+    /// earliest end is widened further to their hull, and the latest end
+    /// towards it by at most one more skew bound (see the module docs).
     pub fn at(&self, at: LocalInstant) -> Option<ServerTime> {
         let local = at.micros();
         let (low, high) = self.running?.at(local);
@@ -249,7 +307,7 @@ impl ServerClock {
         if self.contradicted {
             if let Some(spread) = self.recent_spread(local) {
                 low = low.min(spread.min_low);
-                high = high.max(spread.max_high);
+                high = high.max(spread.max_high.min(high.saturating_add(self.skew_micros)));
             }
         }
         Some(ServerTime {
@@ -447,21 +505,111 @@ mod tests {
     }
 
     #[test]
-    fn a_stepped_clock_widens_the_bound_until_old_samples_leave_the_window() {
+    fn a_stepped_clock_is_followed_once_confirmed_and_waited_for_until_old_samples_leave() {
         let mut clock = ServerClock::new(Duration::from_millis(250));
-        clock.observe(sample(1_000_000, 0));
-        // One hour later by the server's clock, 1 s later locally.
-        clock.observe(sample(4_600_000, 1_000));
+        for step in 0..5u64 {
+            clock.observe(sample(1_000_000, step * 37));
+        }
+        // One hour later by the server's clock, from then on.
+        for step in 0..u64::from(CONFIRM) {
+            clock.observe(sample(4_600_000, 1_000 + step * 37));
+        }
         assert!(clock.is_contradicted());
-        let now = clock.at(local_ms(1_002)).expect("calibrated");
-        assert!(now.earliest <= truth(1_000_000, 1_002));
-        assert!(now.latest >= truth(4_600_000, 1_002));
+        let at = 1_200;
+        let now = clock.at(local_ms(at)).expect("calibrated");
+        // Writes follow the new clock; takeovers still wait for the old one.
+        assert!(now.latest >= truth(4_600_000, at), "{now:?}");
+        assert!(now.earliest <= truth(1_000_000, at), "{now:?}");
         for step in 0..WINDOW as u64 {
             clock.observe(sample(4_600_000, 2_000 + step * 37));
         }
         assert!(!clock.is_contradicted());
         let now = clock.at(local_ms(4_000)).expect("calibrated");
         assert!(now.earliest > truth(1_000_000, 4_000) + TimeDelta::minutes(59));
+    }
+
+    /// Issue 26, item 3: one response whose `Date` is an hour ahead (a
+    /// server stepped and stepped back, a proxy's error page with its own
+    /// clock) must not date writes an hour ahead, nor make renewals look
+    /// late; takeovers may wait longer, never less.
+    #[test]
+    fn one_response_an_hour_ahead_moves_written_times_by_at_most_the_skew_bound() {
+        let skew = TimeDelta::milliseconds(250);
+        let mut clock = ServerClock::new(Duration::from_millis(250));
+        for step in 0..10u64 {
+            clock.observe(sample(1_000_000, step * 37));
+        }
+        let at = 500;
+        let before = clock.at(local_ms(at)).expect("calibrated");
+        clock.observe(sample(4_600_000, 400));
+        assert!(clock.is_contradicted());
+        let after = clock.at(local_ms(at)).expect("calibrated");
+        assert!(
+            after.latest <= before.latest + skew,
+            "written times moved from {before:?} to {after:?}"
+        );
+        assert!(after.earliest <= before.earliest, "takeovers wait less");
+        let real = truth(1_000_000, at);
+        assert!(after.earliest <= real && real <= after.latest);
+        // A holder whose Lease expires 10 s from now still renews.
+        let renewal_possible = after.latest < real + TimeDelta::seconds(10);
+        assert!(renewal_possible, "{after:?}");
+        // The good responses that follow keep it so; the outlier leaves the
+        // window in time and the bound is as tight as before.
+        for step in 0..WINDOW as u64 {
+            clock.observe(sample(1_000_000, 600 + step * 37));
+        }
+        assert!(!clock.is_contradicted());
+        let later = clock.at(local_ms(2_000)).expect("calibrated");
+        let real = truth(1_000_000, 2_000);
+        assert!(later.earliest <= real && real <= later.latest);
+        assert!(later.latest - later.earliest <= TimeDelta::milliseconds(600));
+    }
+
+    #[test]
+    fn one_response_an_hour_behind_only_lengthens_takeovers() {
+        let mut clock = ServerClock::new(Duration::from_millis(250));
+        for step in 0..10u64 {
+            clock.observe(sample(4_600_000, step * 37));
+        }
+        let before = clock.at(local_ms(500)).expect("calibrated");
+        clock.observe(sample(1_000_000, 400));
+        let after = clock.at(local_ms(500)).expect("calibrated");
+        assert!(after.latest <= before.latest + TimeDelta::milliseconds(250));
+        assert!(after.earliest <= truth(1_000_000, 500));
+    }
+
+    #[test]
+    fn a_first_response_that_was_the_outlier_is_outvoted() {
+        let mut clock = ServerClock::new(Duration::from_millis(250));
+        clock.observe(sample(4_600_000, 0));
+        clock.observe(sample(1_000_000, 37));
+        clock.observe(sample(1_000_000, 74));
+        let now = clock.at(local_ms(100)).expect("calibrated");
+        assert!(
+            now.latest <= truth(1_000_000, 100) + TimeDelta::seconds(2),
+            "{now:?}"
+        );
+    }
+
+    #[test]
+    fn outliers_that_disagree_with_each_other_never_take_over() {
+        let mut clock = ServerClock::new(Duration::from_millis(250));
+        for step in 0..10u64 {
+            clock.observe(sample(1_000_000, step * 37));
+        }
+        // Bad answers in a row, each off in its own way.
+        for (step, server) in [4_600_000, 8_200_000, 2_000_000, 5_000_000]
+            .into_iter()
+            .enumerate()
+        {
+            clock.observe(sample(server, 400 + step as u64 * 37));
+        }
+        let now = clock.at(local_ms(600)).expect("calibrated");
+        assert!(
+            now.latest <= truth(1_000_000, 600) + TimeDelta::seconds(2),
+            "{now:?}"
+        );
     }
 
     #[test]

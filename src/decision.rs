@@ -197,6 +197,46 @@ pub fn renew_tenure(found: &Found, tenure: &Tenure, ttl_secs: i32, now: ServerTi
     }
 }
 
+/// What a guard makes of its Lease's state as its watch brought it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuardSees {
+    /// Nothing new: the guard's own write, or a state older than it.
+    Nothing,
+    /// The tenure goes on, but someone else wrote the Lease (the same owner
+    /// through the trait's `renew` or `try_acquire`, maybe with a shorter
+    /// TTL; a hand edit): the guard takes this state and renews at once.
+    Rewritten,
+    /// The tenure is over: the Lease was deleted (a release, a
+    /// `force_release`, a sweep), another holder or a new term of the same
+    /// owner took it, or it has no usable expiry any more.
+    Ended,
+}
+
+/// What a guard whose last write left `held` makes of `seen`, a state of
+/// its Lease brought by a watch: decided by the tenure (holder and
+/// `acquireTime`), and by the resourceVersion to tell its own writes and
+/// older states apart.
+pub fn guard_sees(tenure: &Tenure, held: &Record, seen: &Found) -> GuardSees {
+    let record = match seen {
+        Found::Missing | Found::Foreign => return GuardSees::Ended,
+        Found::Ours(record) => record,
+    };
+    let not_newer = match (
+        record.resource_version.parse::<u64>(),
+        held.resource_version.parse::<u64>(),
+    ) {
+        (Ok(seen), Ok(held)) => seen <= held,
+        _ => record.resource_version == held.resource_version,
+    };
+    if not_newer {
+        GuardSees::Nothing
+    } else if !tenure.is_current(record) || record.expires_at().is_none() {
+        GuardSees::Ended
+    } else {
+        GuardSees::Rewritten
+    }
+}
+
 /// A guard's release: deletes the Lease only while its own tenure is
 /// current (live, or expired and not taken over).
 pub fn release_tenure(found: &Found, tenure: &Tenure) -> Step {
@@ -232,15 +272,41 @@ pub fn renew(found: &Found, owner: &str, ttl_secs: i32, now: ServerTime) -> Step
     }
 }
 
+/// After `write` was answered 409 or 404, whether `after` (a read right
+/// after the answer) shows that the write itself committed: kube's client
+/// retries a write answered 429, 503 or 504 (a 504 can come after the write
+/// committed), and the retry then fails its own precondition.
+///
+/// - a create or an update committed when the Lease has the holder, the
+///   duration, the `acquireTime` and the `renewTime` it wrote: times with
+///   microseconds from this process's estimate of the server's clock, which
+///   no other write repeats;
+/// - a delete committed when the Lease is gone (if someone else deleted it
+///   after our read, the lock is released all the same).
+pub fn committed(write: &Write, after: &Found) -> bool {
+    match (write, after) {
+        (Write::Create(holding) | Write::Update { holding, .. }, Found::Ours(record)) => {
+            record.holder.as_deref() == Some(holding.holder.as_str())
+                && record.duration_secs == Some(holding.duration_secs)
+                && record.acquire_time == Some(holding.acquire_time)
+                && record.renew_time == Some(holding.renew_time)
+        }
+        (Write::Delete { .. }, Found::Missing) => true,
+        _ => false,
+    }
+}
+
 /// After a conditional write decided from `before` lost its race, whether
 /// `after` (a fresh read) shows that another writer took the lock or started
 /// a new term in between: the lock was held by someone else at that moment,
-/// so the truthful answer is `false`. Otherwise (the Lease was deleted, or a
-/// write changed nothing about the holder, such as a label edited by hand)
-/// the operation decides again.
+/// so the truthful answer is `false`. A create that lost (409: a Lease was
+/// there) and then finds none lost too: another owner created the Lease and
+/// released it in between. Otherwise (a Lease that was read is deleted, or
+/// a write changed nothing about the holder, such as a label edited by
+/// hand) the operation decides again.
 pub fn lost_to_another(before: &Found, after: &Found) -> bool {
     match (before, after) {
-        (Found::Missing, Found::Ours(_)) => true,
+        (Found::Missing, Found::Ours(_) | Found::Missing) => true,
         (Found::Ours(before), Found::Ours(after)) => {
             before.holder != after.holder || before.acquire_time != after.acquire_time
         }
@@ -525,7 +591,10 @@ mod tests {
             !lost_to_another(&before, &Found::Missing),
             "deleted: decide again"
         );
-        assert!(!lost_to_another(&Found::Missing, &Found::Missing));
+        assert!(
+            lost_to_another(&Found::Missing, &Found::Missing),
+            "a create lost to a Lease created and deleted again"
+        );
         assert!(!lost_to_another(&before, &Found::Foreign));
     }
 
@@ -693,6 +762,148 @@ mod tests {
         );
         assert_eq!(expires_at(&mine), Some(t(TTL as i64)));
         assert_eq!(expires_at(&Found::Missing), None);
+    }
+
+    /// Issue 26, item 4: a retried write answered 409/404 is recognised as
+    /// our own when the Lease shows exactly what it wrote.
+    #[test]
+    fn a_committed_write_is_recognised_after_a_409_or_404() {
+        let now = now(10, 5);
+        let Step::Write(create) = try_acquire(&Found::Missing, "me", TTL, now) else {
+            panic!("a create");
+        };
+        let Write::Create(holding) = &create else {
+            panic!("a create");
+        };
+        let as_written = |holding: &Holding| {
+            Found::Ours(Record {
+                resource_version: "9".into(),
+                uid: "uid-2".into(),
+                holder: Some(holding.holder.clone()),
+                acquire_time: Some(holding.acquire_time),
+                renew_time: Some(holding.renew_time),
+                duration_secs: Some(holding.duration_secs),
+                transitions: holding.transitions,
+                lease: Default::default(),
+            })
+        };
+        assert!(committed(&create, &as_written(holding)));
+        // Another process with the same owner string, a moment apart.
+        let other_moment = Holding {
+            acquire_time: holding.acquire_time + TimeDelta::microseconds(1),
+            renew_time: holding.renew_time + TimeDelta::microseconds(1),
+            ..holding.clone()
+        };
+        assert!(!committed(&create, &as_written(&other_moment)));
+        let other_owner = Holding {
+            holder: "other".into(),
+            ..holding.clone()
+        };
+        assert!(!committed(&create, &as_written(&other_owner)));
+        let shorter = Holding {
+            duration_secs: 5,
+            ..holding.clone()
+        };
+        assert!(!committed(&create, &as_written(&shorter)));
+        assert!(!committed(&create, &Found::Missing));
+        assert!(!committed(&create, &Found::Foreign));
+
+        // A renewal: same term, its own renewTime.
+        let renewal = renew(&held("me", 0, TTL), "me", TTL, now);
+        let Step::Write(Write::Update { holding, .. }) = &renewal else {
+            panic!("an update");
+        };
+        let Step::Write(update) = renewal.clone() else {
+            panic!("an update");
+        };
+        assert!(committed(&update, &as_written(holding)));
+        let before = held("me", 0, TTL);
+        assert!(!committed(&update, &before), "the renewal did not commit");
+        assert!(!committed(&update, &Found::Missing));
+
+        // A delete committed when the Lease is gone.
+        let Found::Ours(record) = &before else {
+            panic!("ours");
+        };
+        let delete = deletion(record);
+        assert!(committed(&delete, &Found::Missing));
+        assert!(!committed(&delete, &before));
+        assert!(!committed(&delete, &Found::Foreign));
+    }
+
+    /// Issue 26, item 2: a guard's watch tells its own writes, a
+    /// same-tenure rewrite and the end of its tenure apart.
+    #[test]
+    fn a_guard_tells_what_its_watch_brings() {
+        let Found::Ours(held_record) = held("me", 0, TTL) else {
+            panic!("ours");
+        };
+        let tenure = Tenure::of(&held_record).expect("a tenure");
+        let at = |version: &str, found: Found| match found {
+            Found::Ours(record) => Found::Ours(Record {
+                resource_version: version.into(),
+                ..record
+            }),
+            other => other,
+        };
+        // Its own write, and an older state.
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &held("me", 0, TTL)),
+            GuardSees::Nothing
+        );
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &at("6", held("other", 0, TTL))),
+            GuardSees::Nothing
+        );
+        // The same owner renewed through the trait, with a shorter TTL.
+        let Found::Ours(shortened) = at("8", held("me", 0, TTL)) else {
+            panic!("ours");
+        };
+        let shortened = Found::Ours(Record {
+            renew_time: Some(t(5)),
+            duration_secs: Some(2),
+            ..shortened
+        });
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &shortened),
+            GuardSees::Rewritten
+        );
+        // Released or force-released; taken by another owner; a new term of
+        // the same owner (another process, try_lock); no usable expiry.
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &Found::Missing),
+            GuardSees::Ended
+        );
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &Found::Foreign),
+            GuardSees::Ended
+        );
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &at("8", held("other", 0, TTL))),
+            GuardSees::Ended
+        );
+        let Found::Ours(new_term) = at("8", held("me", 0, TTL)) else {
+            panic!("ours");
+        };
+        let new_term = Found::Ours(Record {
+            acquire_time: Some(t(5)),
+            ..new_term
+        });
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &new_term),
+            GuardSees::Ended
+        );
+        let Found::Ours(no_duration) = at("8", held("me", 0, TTL)) else {
+            panic!("ours");
+        };
+        let no_duration = Found::Ours(Record {
+            duration_secs: None,
+            ..no_duration
+        });
+        assert_eq!(
+            guard_sees(&tenure, &held_record, &no_duration),
+            GuardSees::Ended
+        );
     }
 
     #[test]

@@ -187,12 +187,15 @@ pub enum Error {
     },
 
     /// The API server's resourceVersions are not decimal integers, so no
-    /// fencing token can be given: guards need Kubernetes 1.35 or newer
-    /// (KEP-5504), not an aggregated API server with opaque versions. The
-    /// lock that was taken has been released.
+    /// fencing token can be given: guards need resourceVersions that are
+    /// integers (etcd's revision: every API server backed by etcd; since
+    /// Kubernetes 1.35, KEP-5504, a promise of the API), not a server with
+    /// opaque versions such as an aggregated API server. The lock that was
+    /// taken has been released.
     #[error(
         "{operation} of {target}: resourceVersion {resource_version:?} is not a decimal integer, \
-         so it cannot be a fencing token (guards need Kubernetes 1.35 or newer); the lock was released"
+         so it cannot be a fencing token (guards need an API server backed by etcd); the lock was \
+         released"
     )]
     NoFencingToken {
         /// The operation called.

@@ -6,8 +6,10 @@ use std::fmt;
 /// that started it. Renewals keep it; every later tenure of any lock gets a
 /// larger one.
 ///
-/// Since Kubernetes 1.35 (KEP-5504), the resourceVersions of one resource
-/// type are decimal integers that increase with every write, cluster-wide.
+/// The resourceVersions of an API server backed by etcd are etcd's revision:
+/// a decimal integer that increases with every write, cluster-wide (since
+/// Kubernetes 1.35, KEP-5504, the API promises it; older servers backed by
+/// etcd behave the same without the promise).
 /// The resourceVersion of the write that starts a tenure (a create, a
 /// takeover, or a new term of one's own lock) is therefore larger than that
 /// of every earlier tenure of any lock of the namespace, including tenures
@@ -19,6 +21,11 @@ use std::fmt;
 /// one: a holder that paused past its TTL and woke up after another took
 /// over carries a lower token, and its writes are refused. The token does
 /// not stop the paused holder from acting on things that check no token.
+///
+/// Tokens go backwards if etcd is restored from a snapshot without
+/// `etcdutl snapshot restore --bump-revision`: a store that checks tokens
+/// then refuses the new holders until the revision passes the highest token
+/// it saw (safe, but stuck).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FencingToken(u64);
 
@@ -29,7 +36,7 @@ impl FencingToken {
     }
 
     /// The token of a write answered with `resource_version`, if that is a
-    /// decimal integer (Kubernetes 1.35 and newer).
+    /// decimal integer (an API server backed by etcd).
     pub(crate) fn from_resource_version(resource_version: &str) -> Option<Self> {
         if resource_version.is_empty() || !resource_version.bytes().all(|b| b.is_ascii_digit()) {
             return None;

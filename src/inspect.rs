@@ -212,7 +212,7 @@ impl KubeLeaseLockBackend {
             match decided {
                 Decided::Wrote(_) => return Ok(Some(before)),
                 // It changed since it was described: describe it again.
-                Decided::Refused(Some(Found::Ours(_))) => {}
+                Decided::Refused(Found::Ours(_)) => {}
                 Decided::Refused(_) => return Ok(None),
             }
         }

@@ -102,11 +102,14 @@ pub struct LeaseList {
     pub items: Vec<Lease>,
 }
 
-/// The list metadata that carries the pagination token.
+/// The list metadata: the pagination token, and the resourceVersion the
+/// list was read at (a watch from it misses nothing that came after).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ListMeta {
     #[serde(default, rename = "continue")]
     pub continue_token: Option<String>,
+    #[serde(default, rename = "resourceVersion")]
+    pub resource_version: Option<String>,
 }
 
 /// Label and annotation keys under the configured prefix.

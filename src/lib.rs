@@ -64,7 +64,9 @@
 //! backend remembers the resourceVersion of the locks it has seen; when that
 //! is stale, the write fails with 409 Conflict and the backend reads and
 //! decides again. A write that loses to another owner's acquisition is
-//! answered `false`: that owner held the lock at that moment.
+//! answered `false`: that owner held the lock at that moment. The read
+//! after a 409 or 404 also recognises a write of this call that had
+//! committed before kube's client retried it (after a 429, 503 or 504).
 //!
 //! # Feature flags
 //!
