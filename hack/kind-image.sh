@@ -157,7 +157,7 @@ EOF
 }
 
 build() {
-  local start=$SECONDS kube upstream node storage pause kind_mod key tar name base rootfs files names n
+  local start=$SECONDS kube upstream node storage pause kind_mod key tar name base rootfs files names n b t
   need_tools
   mkdir -p "$images"
   # The binaries (each cached by its own inputs).
@@ -225,11 +225,12 @@ build() {
     mapfile -t names < <("$node/kubeadm" config images list --kubernetes-version "$k8s_version" 2>/dev/null)
     [ ${#names[@]} -ge 7 ] || die "kubeadm config images list printed ${#names[@]} names"
     for n in "${names[@]}"; do
+      b=${n##*/} b=${b%%:*} # the program: the name's last part, less the tag
       case ${n##*/} in
         kube-apiserver:*) put "$upstream/kube-apiserver" /usr/local/bin/kube-apiserver
           image "$n" '["/usr/local/bin/kube-apiserver"]' 0:0 ;;
-        kube-controller-manager:* | kube-scheduler:*) put "$kube/${n%%:*}" "/usr/local/bin/${n%%:*}"
-          image "$n" "[\"/usr/local/bin/${n%%:*}\"]" 0:0 ;;
+        kube-controller-manager:* | kube-scheduler:*) put "$kube/$b" "/usr/local/bin/$b"
+          image "$n" "[\"/usr/local/bin/$b\"]" 0:0 ;;
         kube-proxy:*) put "$node/kube-proxy" /usr/local/bin/kube-proxy
           # iptables (Debian's nft backend, the node's default) and conntrack.
           copy_program "$rootfs" "$work/img" /usr/sbin/xtables-nft-multi /usr/sbin/conntrack
