@@ -162,6 +162,10 @@ printf '[containers]\ndefault_ulimits = []\n' >"$WORK/containers.conf"
 export CONTAINERS_CONF=$WORK/containers.conf
 network_existed=0
 podman network exists kind && network_existed=1
+# kind's podman provider mounts the host's /lib/modules into its nodes; a
+# machine without kernel modules (a VM or container with a built-in kernel)
+# has none, and podman refuses the mount: an empty one, removed at the end.
+made_modules=0
 
 cleanup() {
   local rc=$?
@@ -178,6 +182,7 @@ cleanup() {
       podman network rm kind >/dev/null || say "podman network rm kind failed"
     fi
   fi
+  if [ $made_modules = 1 ]; then rmdir /lib/modules || say "/lib/modules not removed"; fi
   rm -rf "$WORK"
   say "$([ $rc = 0 ] && echo OK || echo FAILED) after $((SECONDS - start))s"
   exit $rc
@@ -193,6 +198,10 @@ if grep -qxF -- "$cluster_name" <<<"$(kind_clusters)"; then
   die "a kind cluster named $cluster_name exists already (not this run's: left alone); delete it or set CLUSTER_NAME"
 fi
 
+if [ ! -e /lib/modules ]; then
+  mkdir /lib/modules
+  made_modules=1
+fi
 NODE_IMAGE=$(timeout "$(left 3600)" hack/kind-image.sh build | tail -n 1)
 ARCHIVE=$(IMAGE_NAME=$scheduler_image IMAGE_FORMAT=docker IMAGE_BUILD_TIMEOUT=$(left 3600) hack/image.sh build | tail -n 1)
 timeout "$(left 3600)" cargo build --release --locked -p celers-kube-lease-scheduler --bin celers-beat-runs

@@ -234,11 +234,13 @@ build() {
         kube-proxy:*) put "$node/kube-proxy" /usr/local/bin/kube-proxy
           # iptables (Debian's nft backend, the node's default) and conntrack.
           copy_program "$rootfs" "$work/img" /usr/sbin/xtables-nft-multi /usr/sbin/conntrack
-          mkdir -p "$work/img/usr/lib/x86_64-linux-gnu" "$work/img/run"
+          mkdir -p "$work/img/usr/lib/x86_64-linux-gnu" "$work/img/usr/bin" "$work/img/run"
           cp -a "$rootfs/usr/lib/x86_64-linux-gnu/xtables" "$work/img/usr/lib/x86_64-linux-gnu/"
+          # On the image's PATH (/usr/local/bin:/usr/bin:/bin), where kube-proxy looks.
           for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
-            ln -s xtables-nft-multi "$work/img/usr/sbin/$t"
+            ln -s ../sbin/xtables-nft-multi "$work/img/usr/bin/$t"
           done
+          ln -s ../sbin/conntrack "$work/img/usr/bin/conntrack"
           image "$n" '["/usr/local/bin/kube-proxy"]' 0:0 ;;
         etcd:*) put "$node/etcd" /usr/local/bin/etcd
           image "$n" '["/usr/local/bin/etcd"]' 0:0 ;;
