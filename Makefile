@@ -1,5 +1,5 @@
 # The commands people use. `make test` and `make demo` need only Rust and Go.
-.PHONY: test demo lint fmt up down status bench bench-scale reliability reliability-long reliability-ha plugin krew-archive package-check pods-e2e node-up node-down
+.PHONY: test demo lint fmt up down status bench bench-scale reliability reliability-long reliability-ha plugin krew-archive package-check pods-e2e node-up node-down kind-image kind-e2e
 
 ## Run every test, the real-cluster ones included, on a local control plane
 ## that this command starts and stops.
@@ -83,6 +83,18 @@ package-check:
 ## image, failover and a rolling restart, then everything stopped again.
 pods-e2e:
 	hack/pods-e2e.sh
+
+## A kind node image for Kubernetes v1.37.2, built here from Debian's packages
+## and Go modules (root; Debian's podman, debootstrap, containerd, jq): no
+## image is pulled. Cached; prints the image's name last.
+kind-image:
+	hack/kind-image.sh build
+
+## The example scheduler as three pods on a three-node kind cluster (podman
+## provider, the image of `make kind-image`, kind-config.yaml, deploy/):
+## failover and a rolling restart as in pods-e2e, then the cluster deleted.
+kind-e2e:
+	hack/kind-e2e.sh
 
 ## That one-node cluster alone, for poking around.
 node-up:

@@ -15,10 +15,17 @@
 #
 # Environment:
 #   IMAGE_BUILD_TIMEOUT  seconds for the cargo build (default 3600)
+#   IMAGE_NAME           the image's name (default localhost/celers-kube-lease-scheduler:dev)
+#   IMAGE_FORMAT         oci (default) or docker: a docker-archive (manifest.json
+#                        with RepoTags), whose short names containerd's import
+#                        normalizes as a pull would, where it takes an OCI
+#                        archive's name verbatim (hack/kind-e2e.sh loads one
+#                        named as deploy/ names the image)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-readonly image=localhost/celers-kube-lease-scheduler:dev
+readonly image=${IMAGE_NAME:-localhost/celers-kube-lease-scheduler:dev}
+readonly format=${IMAGE_FORMAT:-oci}
 readonly binary_name=celers-kube-lease-scheduler
 
 LOG_PREFIX="image: "
@@ -29,6 +36,23 @@ source "$root/hack/node/oci.sh"
 
 target=${CARGO_TARGET_DIR:-$root/target}
 case $target in /*) ;; *) target="$root/$target" ;; esac
+
+# docker_archive OCI_ARCHIVE: the same image as a docker-archive next to it
+# (the OCI archive's blobs, a manifest.json naming config, layers and the
+# tag); prints its path.
+docker_archive() {
+  local oci=$1 out=${1%.tar}.docker.tar work manifest
+  work=$(mktemp -d "$out.work.XXXXXX")
+  tar -C "$work" -xf "$oci"
+  manifest=$(jq -r '.manifests[0].digest | ltrimstr("sha256:")' "$work/index.json")
+  jq --arg tag "$image" '[{Config: ("blobs/sha256/" + (.config.digest | ltrimstr("sha256:"))),
+      RepoTags: [$tag], Layers: [.layers[].digest | "blobs/sha256/" + ltrimstr("sha256:")]}]' \
+    "$work/blobs/sha256/$manifest" >"$work/manifest.json"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$work" -cf "$out.tmp" manifest.json blobs
+  mv "$out.tmp" "$out"
+  rm -rf "$work"
+  printf '%s\n' "$out"
+}
 
 cmd_build() {
   local start=$SECONDS binary rootfs lib out
@@ -56,10 +80,14 @@ cmd_build() {
   out="$target/oci/$binary_name.tar"
   oci_archive "$image" "$rootfs" "$out" "[\"/usr/local/bin/$binary_name\"]" "65532:65532"
   rm -rf "$rootfs"
+  if [ "$format" = docker ]; then
+    out=$(docker_archive "$out")
+  fi
   say "$image: $out ($(du -h "$out" | cut -f1), $((SECONDS - start))s)"
   printf '%s\n' "$out"
 }
 
+case $format in oci | docker) ;; *) die "IMAGE_FORMAT must be oci or docker, not '$format'" ;; esac
 case ${1:-} in
   build) cmd_build ;;
   import)

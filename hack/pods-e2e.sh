@@ -23,12 +23,19 @@
 # Needs what hack/node.sh needs (root, Debian's containerd and runc, cgroup
 # v1), Rust, Go and jq.
 #
+# With CLUSTER_KUBECONFIG, it runs the same checks (2. to 6.) against that
+# cluster instead (hack/kind-e2e.sh's kind cluster, the scheduler's image
+# already on its nodes): deploy/ applied unchanged, no node of its own, only
+# the celers-beat namespace deleted at the end.
+#
 # Environment:
 #   KEEP_NODE=1       leave the node, the namespace and the pods running
 #   OBSERVE_SECS      how long the schedulers run before the leader is deleted (default 20)
 #   GRACE_SECS        allowance on top of the TTL for a new leader (default 5)
 #   NODE_DIR, CONTROL_PLANE_DIR   a running node to use (see hack/node.sh)
 #   IMAGE_ARCHIVE     an image archive made by hack/image.sh to use instead of building one
+#   CLUSTER_KUBECONFIG  a cluster to check (see above); KUBECTL the kubectl to use
+#                     (default: the one hack/build-upstream.sh builds)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,6 +52,7 @@ readonly observe_secs=${OBSERVE_SECS:-20}
 readonly grace_secs=${GRACE_SECS:-5}
 readonly keep=${KEEP_NODE:-0}
 readonly leader_key=celers-beat/leader
+readonly cluster_kubeconfig=${CLUSTER_KUBECONFIG:-}
 
 for tool in jq cargo go; do
   command -v "$tool" >/dev/null || die "$tool not found (jq: apt-get install jq)"
@@ -167,7 +175,7 @@ diagnostics() {
   kcn get events --sort-by=.lastTimestamp || true
   for f in "$logs"/*.err; do [ -s "$f" ] && { echo "--- $f"; tail -5 "$f"; }; done
   for f in "$logs"/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -5 "$f"; }; done
-  hack/node.sh status || true
+  [ -n "$cluster_kubeconfig" ] || hack/node.sh status || true
 }
 
 descendants() {
@@ -218,7 +226,12 @@ trap 'exit 143' TERM
 # ---- 1. image and node ---------------------------------------------------------------
 
 t0=$SECONDS
-if [ -n "${IMAGE_ARCHIVE:-}" ]; then
+if [ -n "$cluster_kubeconfig" ]; then
+  [ -f "$cluster_kubeconfig" ] || die "CLUSTER_KUBECONFIG $cluster_kubeconfig: no such file"
+  kubeconfig=$cluster_kubeconfig
+  kubectl=${KUBECTL:-$(hack/build-upstream.sh | tail -n 1)/kubectl}
+  say "checking the cluster of $kubeconfig"
+elif [ -n "${IMAGE_ARCHIVE:-}" ]; then
   archive=$IMAGE_ARCHIVE
   [ -f "$archive" ] || die "IMAGE_ARCHIVE $archive: no such file"
   say "using the image archive $archive"
@@ -228,7 +241,9 @@ else
 fi
 
 t0=$SECONDS
-if [ -n "${NODE_DIR:-}" ] && hack/node.sh status >/dev/null 2>&1; then
+if [ -n "$cluster_kubeconfig" ]; then
+  :
+elif [ -n "${NODE_DIR:-}" ] && hack/node.sh status >/dev/null 2>&1; then
   say "using the node in $NODE_DIR"
 else
   export NODE_DIR="$work/node" CONTROL_PLANE_DIR="$work/control-plane"
@@ -236,24 +251,32 @@ else
   say "starting a node of its own"
   hack/node.sh up
 fi
-say "node up after $((SECONDS - t0))s"
-kubeconfig=$(hack/control-plane.sh kubeconfig)
-kubectl="$(hack/control-plane.sh bin)/kubectl"
-hack/node.sh import "$archive"
+if [ -z "$cluster_kubeconfig" ]; then
+  say "node up after $((SECONDS - t0))s"
+  kubeconfig=$(hack/control-plane.sh kubeconfig)
+  kubectl="$(hack/control-plane.sh bin)/kubectl"
+  hack/node.sh import "$archive"
+fi
 kc get nodes -o wide
 
 # ---- 2. deploy ---------------------------------------------------------------------
 
-say "applying deploy/ through hack/node/overlay/"
 applied=1
 kc get namespace "$namespace" >/dev/null 2>&1 || kc create namespace "$namespace" >/dev/null
-kcn create configmap local-apiserver --from-literal=port="$(hack/node.sh apiserver-port)" \
-  --dry-run=client -o yaml | kc apply --server-side --field-manager=celers-pods-e2e -f - >/dev/null
+if [ -n "$cluster_kubeconfig" ]; then
+  say "applying deploy/"
+  manifests=deploy/
+else
+  say "applying deploy/ through hack/node/overlay/"
+  manifests=hack/node/overlay/
+  kcn create configmap local-apiserver --from-literal=port="$(hack/node.sh apiserver-port)" \
+    --dry-run=client -o yaml | kc apply --server-side --field-manager=celers-pods-e2e -f - >/dev/null
+fi
 watch_pods &
 background+=($!)
 follow_logs &
 background+=($!)
-kc apply --server-side --force-conflicts --field-manager=celers-pods-e2e -k hack/node/overlay/
+kc apply --server-side --force-conflicts --field-manager=celers-pods-e2e -k "$manifests"
 kc_for 200 -n "$namespace" rollout status "deployment/$deployment" --timeout=180s
 kcn get pods -l "$selector" -o wide
 
