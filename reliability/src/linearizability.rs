@@ -55,8 +55,8 @@ pub enum Verdict {
     /// No order exists: an excerpt of the operations where every order
     /// got stuck.
     Violation(String),
-    /// The step budget ran out.
-    Undecided,
+    /// The step budget ran out: an excerpt of where the search got furthest.
+    Undecided(String),
 }
 
 /// One key's history and verdict.
@@ -121,7 +121,7 @@ impl Report {
     pub fn undecided(&self) -> Vec<&str> {
         self.keys
             .iter()
-            .filter(|k| k.verdict == Verdict::Undecided)
+            .filter(|k| matches!(k.verdict, Verdict::Undecided(_)))
             .map(|k| k.key.as_str())
             .collect()
     }
@@ -174,7 +174,7 @@ impl fmt::Display for Report {
             let verdict = match &k.verdict {
                 Verdict::Linearizable => "linearizable",
                 Verdict::Violation(_) => "VIOLATION",
-                Verdict::Undecided => "undecided (step budget)",
+                Verdict::Undecided(_) => "undecided (step budget)",
             };
             writeln!(
                 f,
@@ -196,6 +196,11 @@ impl fmt::Display for Report {
         )?;
         for v in self.violations() {
             writeln!(f, "violation: {v}")?;
+        }
+        for k in &self.keys {
+            if let Verdict::Undecided(excerpt) = &k.verdict {
+                writeln!(f, "undecided: key {:?}: {excerpt}", k.key)?;
+            }
         }
         Ok(())
     }
@@ -326,17 +331,16 @@ impl Search<'_> {
             }
             return children;
         }
-        let late = self.allowance.late_ns;
         let reach = node
             .at
-            .saturating_sub(late.saturating_add(self.longest_failed));
+            .saturating_sub(self.allowance.late_ns.saturating_add(self.longest_failed));
         let first = self.failed.partition_point(|o| o.invoke_ns < reach);
         for (j, op) in self.failed.iter().enumerate().skip(first) {
             if op.invoke_ns > until {
                 break;
             }
             let index = j as u32;
-            let window_end = op.return_ns.saturating_add(late);
+            let window_end = self.window_end(op);
             if window_end < node.at || node.applied.binary_search(&index).is_ok() {
                 continue;
             }
@@ -345,12 +349,35 @@ impl Search<'_> {
                 .allowance
                 .linearize(node.lock, op, from, until.min(window_end))
             {
-                if lock != node.lock {
-                    children.push(self.placed(node, Move::Failed(index), at, lock));
+                if lock == node.lock {
+                    continue;
+                }
+                // Only right before a succeeded operation it lets come next.
+                let between = self.placed(node, Move::Failed(index), at, lock);
+                for i in &next {
+                    let ok = self.ok[*i as usize];
+                    let from = at.max(ok.invoke_ns);
+                    for (at, lock) in self.allowance.linearize(lock, ok, from, until) {
+                        children.push(self.placed(&between, Move::Ok(*i), at, lock));
+                    }
                 }
             }
         }
         children
+    }
+
+    /// The last instant a failed call may take effect: `late` after its
+    /// error, and for a grant no later than the lock it would grant is
+    /// certainly over (taking effect later would change nothing).
+    fn window_end(&self, op: &Operation) -> u64 {
+        let late = match op.call {
+            Call::TryAcquire | Call::Renew => self
+                .allowance
+                .late_ns
+                .min(op.ttl_ns.saturating_add(self.allowance.slack_ns)),
+            _ => self.allowance.late_ns,
+        };
+        op.return_ns.saturating_add(late)
     }
 
     fn placed(&self, node: &Node, step: Move, at: u64, lock: Lock) -> Node {
@@ -377,10 +404,8 @@ impl Search<'_> {
                 }
             }
         }
-        let late = self.allowance.late_ns;
-        let failed = &self.failed;
         next.applied
-            .retain(|j| failed[*j as usize].return_ns.saturating_add(late) >= at);
+            .retain(|j| self.window_end(self.failed[*j as usize]) >= at);
         next
     }
 }
@@ -441,7 +466,7 @@ fn check_key(history: &History, key: &str, ops: &[Operation], settings: Settings
             memo.insert(key, node.at);
             result.steps += 1;
             if result.steps > settings.budget {
-                result.verdict = Verdict::Undecided;
+                result.verdict = Verdict::Undecided(excerpt(history, &search, &deepest));
                 return result;
             }
             if node.prefix as usize + node.extra.len()
