@@ -76,8 +76,8 @@ enum Command {
         /// Search steps per key before the key is undecided.
         #[arg(long, default_value_t = 5_000_000)]
         budget: u64,
-        /// Refuse a release answered true while another owner's grant of the
-        /// key was answered during it ("released all the same").
+        /// Refuse a release answered true while another owner took and
+        /// released the key during it ("released all the same").
         #[arg(long)]
         strict_release: bool,
     },

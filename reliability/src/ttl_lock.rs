@@ -47,8 +47,9 @@
 //! so a takeover before `sure_until` is still a violation.
 //!
 //! A call that failed may or may not have taken effect, once, at an instant
-//! from its invocation to `late` after its error: the checker may apply its
-//! successful form ([`successful`]) or leave it out.
+//! from its invocation to `late` after its error (a write that reached the
+//! API server may commit after the client gave up): the checker may apply
+//! its successful form ([`successful`]) or leave it out.
 
 use crate::history::{Answer, Call, Operation};
 
