@@ -1,5 +1,5 @@
 # The commands people use. `make test` and `make demo` need only Rust and Go.
-.PHONY: test demo lint fmt up down status bench bench-scale reliability reliability-long reliability-ha plugin krew-archive package-check pods-e2e node-up node-down kind-image kind-e2e
+.PHONY: test demo lint fmt up down status bench bench-scale reliability reliability-long reliability-ha linearizability plugin krew-archive package-check pods-e2e node-up node-down kind-image kind-e2e
 
 ## Run every test, the real-cluster ones included, on a local control plane
 ## that this command starts and stops.
@@ -55,12 +55,19 @@ reliability:
 ## clock offsets, kills and quorum losses, and paused scheduler replicas.
 reliability-ha:
 	cargo build --locked -p celers-kube-lease-scheduler
-	cargo run --locked -p celers-kube-lease-reliability -- ha --duration $(or $(DURATION),600s)
+	cargo run --locked -p celers-kube-lease-reliability -- ha --duration $(or $(DURATION),600s) $(ARGS)
 
 ## Their long form on a control plane of its own: contention with faults and
 ## skewed clocks for DURATION (default 600s), then the figures as a table.
 reliability-long:
-	cargo run --locked -p celers-kube-lease-reliability -- long --duration $(or $(DURATION),600s)
+	cargo run --locked -p celers-kube-lease-reliability -- long --duration $(or $(DURATION),600s) $(ARGS)
+
+## A recorded history (reliability-long or reliability-ha with
+## ARGS='--history FILE') checked against the TTL lock specification:
+## make linearizability HISTORY=FILE [ARGS='--strict-release']
+linearizability:
+	@test -n "$(HISTORY)" || { echo "usage: make linearizability HISTORY=FILE [ARGS=...]" >&2; exit 2; }
+	cargo run --locked -p celers-kube-lease-reliability -- linearizability $(ARGS) $(HISTORY)
 
 ## The kubectl plugin: `kubectl celers …` once ~/.cargo/bin is on PATH.
 plugin:

@@ -16,7 +16,7 @@ use crate::cluster::{self, Connect};
 use crate::outcome::Outcome;
 use crate::paused::{self, PausedTrials};
 use crate::scenario::{self, Contention, Fault};
-use crate::table::{markdown, per_op};
+use crate::table::{self, markdown, per_op};
 use crate::Result;
 
 /// API servers the HA runs start.
@@ -98,6 +98,7 @@ pub async fn contention(
     duration: Duration,
     faults: Vec<(Duration, Fault)>,
     seed: u64,
+    history: Option<PathBuf>,
 ) -> Result<Outcome> {
     let kubeconfig = cp.cluster().kubeconfig.clone();
     let client = cluster::client(&kubeconfig, &Connect::default()).await?;
@@ -118,6 +119,7 @@ pub async fn contention(
         api_server_skew: Some(DEFAULT_API_SERVER_SKEW),
         seed,
         faults,
+        history,
     };
     scenario::contention(&run, Some(cp)).await
 }
@@ -219,6 +221,7 @@ pub fn rows(outcome: &Outcome, paused: Option<&PausedTrials>) -> Vec<(String, St
             outcome.problems.len().to_string(),
         ),
     ];
+    rows.extend(table::linearizability_row(outcome));
     if let Some(p) = paused {
         rows.push((
             "paused scheduler leader (SIGSTOP > leader TTL, then SIGCONT)".to_owned(),
@@ -287,6 +290,14 @@ impl std::fmt::Display for Report {
         for l in &self.contention.figures.lost {
             writeln!(f, "lost: {l}")?;
         }
+        if let Some(report) = &self.contention.linearizability {
+            for v in report.violations() {
+                writeln!(f, "linearizability violation: {v}")?;
+            }
+            for k in report.undecided() {
+                writeln!(f, "linearizability of key {k:?} undecided (step budget)")?;
+            }
+        }
         Ok(())
     }
 }
@@ -301,6 +312,7 @@ pub async fn long_form(
     duration: Duration,
     seed: u64,
     pauses: u32,
+    history: Option<PathBuf>,
 ) -> Result<Report> {
     if !scheduler.is_file() {
         return Err(format!(
@@ -321,7 +333,7 @@ pub async fn long_form(
         "contention for {duration:?} with {} faults; then {pauses} paused-replica trials",
         faults.len()
     );
-    let contention = contention(cp.clone(), exe, duration, faults, seed).await?;
+    let contention = contention(cp.clone(), exe, duration, faults, seed, history).await?;
     let kubeconfig: PathBuf = cp.cluster().kubeconfig.clone();
     let paused = paused::trials(scheduler, &kubeconfig, pauses).await?;
     drop(cp);

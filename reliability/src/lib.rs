@@ -5,7 +5,9 @@
 //! Contenders log every call as a JSON line ([`record::Line`]) stamped on the
 //! machine's monotonic clock, which all processes share; [`checker`] turns
 //! those logs into holding intervals and checks that no two owners ever held
-//! one key at the same time.
+//! one key at the same time; [`linearizability`] checks the same calls, as a
+//! [`history`], against the sequential specification of a TTL lock
+//! ([`ttl_lock`]).
 
 pub mod bad_input;
 pub mod beat;
@@ -15,6 +17,8 @@ pub mod contender;
 pub mod fencing;
 pub mod foreign;
 pub mod ha;
+pub mod history;
+pub mod linearizability;
 pub mod long_form;
 pub mod mono;
 pub mod outcome;
@@ -25,6 +29,7 @@ pub mod record;
 pub mod scenario;
 pub mod table;
 pub mod takeover;
+pub mod ttl_lock;
 
 /// Errors of the harness itself (not of the library under test).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

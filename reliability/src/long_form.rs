@@ -1,7 +1,7 @@
 //! The long form: everything on a control plane of its own, for a while,
 //! with the figures as a [`Report`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,12 @@ use crate::table::Report;
 use crate::{bad_input, foreign, takeover, Result};
 
 /// Runs the long form for `duration`.
-pub async fn run(exe: &Path, duration: Duration, seed: u64) -> Result<Report> {
+pub async fn run(
+    exe: &Path,
+    duration: Duration,
+    seed: u64,
+    history: Option<PathBuf>,
+) -> Result<Report> {
     eprintln!("starting a control plane of its own");
     let cp =
         Arc::new(tokio::task::spawn_blocking(|| ControlPlane::start("reliability-long")).await?);
@@ -40,6 +45,7 @@ pub async fn run(exe: &Path, duration: Duration, seed: u64) -> Result<Report> {
             Duration::from_secs(10),
             Duration::from_secs(15),
         ),
+        history,
     };
     eprintln!(
         "contention: {} contenders on {} keys for {duration:?}, {} faults",

@@ -4,8 +4,10 @@
 //! `celers-kube-lease-reliability fenced-writer ...`: takes a lock, then
 //! writes to a fencing sink until killed (spawned by the guard checks).
 //!
-//! `celers-kube-lease-reliability long [--duration 600s]`: the long form on
-//! a control plane of its own; prints the figures as a table.
+//! `celers-kube-lease-reliability long [--duration 600s] [--history FILE]`:
+//! the long form on a control plane of its own; prints the figures as a
+//! table (with `--history`, the calls go to FILE and their linearizability
+//! is checked).
 //!
 //! `celers-kube-lease-reliability beat [--mode kube-beat] [--duration 600s]`:
 //! replicas of the example scheduler (a stock celers-beat `BeatScheduler`)
@@ -13,7 +15,11 @@
 //! control plane of its own; prints per entry the instants fired twice and
 //! skipped.
 //!
-//! `celers-kube-lease-reliability ha [--duration 600s]`: the HA form on an
+//! `celers-kube-lease-reliability linearizability FILE...`: checks recorded
+//! calls (history files or contender logs) against the TTL lock
+//! specification; exits 1 on a violation.
+//!
+//! `celers-kube-lease-reliability ha [--duration 600s] [--history FILE]`: the HA form on an
 //! HA control plane of its own (API server clocks moved, API servers and
 //! etcd members killed, quorum lost; then a paused scheduler replica);
 //! prints the HA table.
@@ -28,7 +34,9 @@ use clap::{Parser, Subcommand};
 use celers_kube_lease_reliability::beat::{self, BeatPlan};
 use celers_kube_lease_reliability::cluster::{self, Connect};
 use celers_kube_lease_reliability::contender::{self, Mode, Plan};
-use celers_kube_lease_reliability::{fencing, ha, long_form, Result};
+use celers_kube_lease_reliability::linearizability::{self, Settings};
+use celers_kube_lease_reliability::ttl_lock::Allowance;
+use celers_kube_lease_reliability::{fencing, ha, history, long_form, Result};
 
 #[derive(Parser)]
 #[command(about = "Correctness checks of celers-kube-lease")]
@@ -47,6 +55,31 @@ enum Command {
         /// Seed of the contenders' random choices.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Write every call to FILE (JSON lines) and check their linearizability.
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
+    },
+    /// Checks recorded calls against the TTL lock specification.
+    Linearizability {
+        /// History files (`long`/`ha --history`) or contender logs.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// A grant is certainly held until invoke + TTL - this many ms.
+        #[arg(long, default_value_t = 100)]
+        margin_ms: u64,
+        /// A grant is certainly over at return + TTL + this many ms.
+        #[arg(long, default_value_t = 5_000)]
+        slack_ms: u64,
+        /// A failed call may take effect until this many ms after its error.
+        #[arg(long, default_value_t = 60_000)]
+        late_ms: u64,
+        /// Search steps per key before the key is undecided.
+        #[arg(long, default_value_t = 5_000_000)]
+        budget: u64,
+        /// Refuse a release answered true while another owner took and
+        /// released the key during it ("released all the same").
+        #[arg(long)]
+        strict_release: bool,
     },
     /// The HA form on an HA control plane of its own.
     Ha {
@@ -62,6 +95,9 @@ enum Command {
         /// The celers-kube-lease-scheduler binary [default: next to this one].
         #[arg(long)]
         scheduler: Option<PathBuf>,
+        /// Write every call to FILE (JSON lines) and check their linearizability.
+        #[arg(long, value_name = "FILE")]
+        history: Option<PathBuf>,
     },
     /// The celers-beat scenario on a control plane of its own.
     Beat {
@@ -184,13 +220,37 @@ impl Target {
 #[tokio::main]
 async fn main() {
     let outcome = match Cli::parse().command {
-        Command::Long { duration, seed } => run_long(duration, seed).await,
+        Command::Long {
+            duration,
+            seed,
+            history,
+        } => run_long(duration, seed, history).await,
+        Command::Linearizability {
+            files,
+            margin_ms,
+            slack_ms,
+            late_ms,
+            budget,
+            strict_release,
+        } => {
+            let settings = Settings {
+                allowance: Allowance {
+                    margin_ns: margin_ms.saturating_mul(1_000_000),
+                    slack_ns: slack_ms.saturating_mul(1_000_000),
+                    late_ns: late_ms.saturating_mul(1_000_000),
+                },
+                budget,
+                strict_release,
+            };
+            run_linearizability(&files, settings)
+        }
         Command::Ha {
             duration,
             seed,
             pauses,
             scheduler,
-        } => run_ha(duration, seed, pauses, scheduler).await,
+            history,
+        } => run_ha(duration, seed, pauses, scheduler, history).await,
         Command::Beat {
             mode,
             replicas,
@@ -276,9 +336,9 @@ async fn run_contender(target: &Target, plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-async fn run_long(duration: Duration, seed: u64) -> Result<()> {
+async fn run_long(duration: Duration, seed: u64, history: Option<PathBuf>) -> Result<()> {
     let exe = std::env::current_exe()?;
-    let report = long_form::run(&exe, duration, seed).await?;
+    let report = long_form::run(&exe, duration, seed, history).await?;
     println!("{report}");
     if report.clean() {
         Ok(())
@@ -292,19 +352,34 @@ async fn run_ha(
     seed: u64,
     pauses: u32,
     scheduler: Option<PathBuf>,
+    history: Option<PathBuf>,
 ) -> Result<()> {
     let exe = std::env::current_exe()?;
     let scheduler = match scheduler {
         Some(path) => path,
         None => exe.with_file_name("celers-kube-lease-scheduler"),
     };
-    let report = ha::long_form(&exe, &scheduler, duration, seed, pauses).await?;
+    let report = ha::long_form(&exe, &scheduler, duration, seed, pauses, history).await?;
     println!("{report}");
     if report.clean() {
         Ok(())
     } else {
         Err("the HA form found violations (see above)".into())
     }
+}
+
+fn run_linearizability(files: &[PathBuf], settings: Settings) -> Result<()> {
+    let records = history::read(files)?;
+    let report = linearizability::check(&records, settings);
+    println!("{report}");
+    if !report.violations().is_empty() {
+        // 1, not the 2 of a harness error: the history is not linearizable.
+        std::process::exit(1);
+    }
+    if !report.undecided().is_empty() {
+        return Err("the search ran out of steps on some keys (see above; --budget)".into());
+    }
+    Ok(())
 }
 
 async fn run_beat(plan: BeatPlan, measure_only: bool, scheduler: Option<PathBuf>) -> Result<()> {

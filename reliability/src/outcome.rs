@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::checker::Figures;
 use crate::cluster::{self, Connect};
+use crate::linearizability;
 use crate::mono::{mono_ns, wall_offset_ms, wall_unix_ms};
 use crate::process::Finished;
 use crate::record::Line;
@@ -59,6 +60,9 @@ pub struct Outcome {
     /// Every fault injected: monotonic start and end, and what it was, for
     /// lining figures up with them (same time base as the checker's ms).
     pub timeline: Vec<(u64, u64, String)>,
+    /// The calls checked against the TTL lock specification, when the run
+    /// recorded its history.
+    pub linearizability: Option<linearizability::Report>,
 }
 
 impl Outcome {
@@ -68,6 +72,10 @@ impl Outcome {
             && self.problems.is_empty()
             && self.leftover.is_empty()
             && self.ok_true_without_quorum.is_empty()
+            && self
+                .linearizability
+                .as_ref()
+                .is_none_or(linearizability::Report::clean)
     }
 
     /// Panics, naming what went wrong, unless the run was [`clean`](Self::clean).
@@ -87,6 +95,9 @@ impl Outcome {
             "locks taken or renewed without etcd quorum: {:#?}",
             self.ok_true_without_quorum
         );
+        if let Some(report) = &self.linearizability {
+            assert!(report.clean(), "{report}");
+        }
     }
 }
 

@@ -13,6 +13,8 @@ use tokio::task::JoinSet;
 use crate::checker;
 use crate::cluster::{self, Connect};
 use crate::contender::{self, Mode, Plan};
+use crate::history;
+use crate::linearizability;
 use crate::mono::mono_ns;
 use crate::outcome::{check_child, clean_up, Outcome};
 use crate::process::{self, Spawn};
@@ -102,6 +104,9 @@ pub struct Contention {
     pub seed: u64,
     /// Faults, by time since the start.
     pub faults: Vec<(Duration, Fault)>,
+    /// Write every call to this file (JSON lines) and check the calls'
+    /// [linearizability](crate::linearizability).
+    pub history: Option<PathBuf>,
 }
 
 /// The contenders' owner names, and the skews of those that have one.
@@ -241,6 +246,18 @@ pub async fn contention(
         lines.extend(child.lines.iter().cloned());
     }
     outcome.figures = checker::check(&lines);
+    if let Some(path) = &run.history {
+        let records = history::records(&lines);
+        history::write(path, &records)?;
+        eprintln!(
+            "{} calls written to {}; checking their linearizability",
+            records.len(),
+            path.display()
+        );
+        let report = linearizability::check(&records, linearizability::Settings::default());
+        eprintln!("{report}");
+        outcome.linearizability = Some(report);
+    }
     for line in &lines {
         let Line::Op(r) = line else { continue };
         let sent_inside = outcome

@@ -132,6 +132,7 @@ pub fn contention_rows(outcome: &Outcome) -> Vec<(String, String)> {
         "claims that ran out while their holder could not reach the API server (expected under faults)".to_owned(),
         f.ran_out_unreachable.to_string(),
     ));
+    rows.extend(linearizability_row(outcome));
     rows.push((
         "Leases left after the final release_all".to_owned(),
         outcome.leftover.len().to_string(),
@@ -141,6 +142,16 @@ pub fn contention_rows(outcome: &Outcome) -> Vec<(String, String)> {
         outcome.problems.len().to_string(),
     ));
     rows
+}
+
+/// The linearizability figures, when the run recorded its history.
+pub fn linearizability_row(outcome: &Outcome) -> Option<(String, String)> {
+    outcome.linearizability.as_ref().map(|report| {
+        (
+            "linearizability against the TTL lock specification".to_owned(),
+            report.summary(),
+        )
+    })
 }
 
 /// Renders rows as a two-column Markdown table.
@@ -215,6 +226,15 @@ impl fmt::Display for Report {
         details.extend(self.contention.figures.lost.iter().cloned());
         details.extend(self.contention.figures.read_mismatches.iter().cloned());
         details.extend(self.contention.problems.iter().cloned());
+        if let Some(report) = &self.contention.linearizability {
+            details.extend(report.violations());
+            details.extend(
+                report
+                    .undecided()
+                    .iter()
+                    .map(|k| format!("linearizability of key {k:?} undecided (step budget)")),
+            );
+        }
         details.extend(
             self.contention
                 .leftover

@@ -35,6 +35,7 @@ async fn contenders_never_overlap_even_with_skewed_clocks() {
         api_server_skew: None,
         seed: 11,
         faults: Vec::new(),
+        history: None,
     };
     let outcome = scenario::contention(&run, None)
         .await

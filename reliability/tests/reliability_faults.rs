@@ -44,6 +44,7 @@ async fn restarts_and_partitions_keep_locks_exclusive() {
         api_server_skew: None,
         seed: 23,
         faults: scenario::fault_schedule(duration, Duration::from_secs(4), Duration::from_secs(7)),
+        history: None,
     };
     let outcome = scenario::contention(&run, Some(cp.clone()))
         .await

@@ -52,7 +52,7 @@ async fn ha_skew_kills_and_quorum_loss_keep_locks_exclusive() {
             .any(|(_, f)| matches!(f, Fault::QuorumLoss { .. })),
         "{faults:?}"
     );
-    let outcome = ha::contention(cp.clone(), &exe, duration, faults, 29)
+    let outcome = ha::contention(cp.clone(), &exe, duration, faults, 29, None)
         .await
         .expect("the HA run could not be carried out");
     println!("{}", table::markdown(&ha::rows(&outcome, None)));
