@@ -580,7 +580,11 @@ impl OwnWatch {
 /// server's clock may have expired: when the latest time the server's clock
 /// can read (`server`, at the local instant `at`) reaches it, less the drift
 /// allowance. Never later than the instant any API server's clock reaches it.
-pub fn deadline_by_expiry(at: LocalInstant, server: ServerTime, expiry: DateTime<Utc>) -> LocalInstant {
+pub fn deadline_by_expiry(
+    at: LocalInstant,
+    server: ServerTime,
+    expiry: DateTime<Utc>,
+) -> LocalInstant {
     let left = (expiry - server.latest).to_std().unwrap_or(Duration::ZERO);
     at.saturating_add(left.saturating_sub(clock::drift_over(left)))
 }

@@ -94,9 +94,9 @@ pub fn run(config: Config, threads: usize) -> Report {
 pub fn summary(report: &Report) -> String {
     let config = &report.world.config;
     let mut out = String::new();
-    let defect = config
-        .defect
-        .map_or(String::new(), |defect| format!(" with defect {}", defect.name()));
+    let defect = config.defect.map_or(String::new(), |defect| {
+        format!(" with defect {}", defect.name())
+    });
     let _ = writeln!(out, "== {}{defect}: {}", config.name, config.about);
     let _ = writeln!(
         out,

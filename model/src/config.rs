@@ -52,6 +52,8 @@ pub struct Config {
     pub ticks_ms: Vec<u64>,
     /// True time ends here, in milliseconds.
     pub horizon_ms: u64,
+    /// How many times true time may advance.
+    pub max_ticks: u8,
     /// Requests each client may send (not in eager runs).
     pub requests_per_client: u8,
     /// Messages the network may lose.
@@ -106,6 +108,7 @@ pub fn trait_skew() -> Config {
         grace_secs: 0,
         ticks_ms: vec![250, 5_000],
         horizon_ms: 26_000,
+        max_ticks: 8,
         requests_per_client: 4,
         losses: 1,
         crashes: 1,
@@ -132,6 +135,7 @@ pub fn drift() -> Config {
         grace_secs: 0,
         ticks_ms: vec![500, 1_000_000],
         horizon_ms: 4_010_000,
+        max_ticks: 8,
         requests_per_client: 4,
         losses: 0,
         crashes: 0,
@@ -158,6 +162,7 @@ pub fn guards() -> Config {
         grace_secs: 0,
         ticks_ms: vec![500, 4_000],
         horizon_ms: 24_000,
+        max_ticks: 8,
         requests_per_client: 5,
         losses: 1,
         crashes: 0,
@@ -174,7 +179,8 @@ pub fn guards() -> Config {
 pub fn release_sweep() -> Config {
     Config {
         name: "release-sweep",
-        about: "trait path with release/release_all, plus a sweeping replica, 1 API server, a crash",
+        about:
+            "trait path with release/release_all, plus a sweeping replica, 1 API server, a crash",
         clients: vec![
             trait_client(SLOW),
             trait_client(FAST),
@@ -190,6 +196,7 @@ pub fn release_sweep() -> Config {
         grace_secs: 1,
         ticks_ms: vec![500, 5_000],
         horizon_ms: 24_000,
+        max_ticks: 8,
         requests_per_client: 4,
         losses: 0,
         crashes: 1,
@@ -215,6 +222,7 @@ pub fn liveness() -> Config {
         grace_secs: 0,
         ticks_ms: vec![500],
         horizon_ms: 30_000,
+        max_ticks: 60,
         requests_per_client: 0,
         losses: 0,
         crashes: 1,

@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use celers_kube_lease::model_seam as core;
-use core::{
-    Found, GuardSees, LocalInstant, Record, ServerClock, ServerTime, Step, Tenure, Write,
-};
+use core::{Found, GuardSees, LocalInstant, Record, ServerClock, ServerTime, Step, Tenure, Write};
 
 /// A deliberately broken variant of one call, to show that the model finds
 /// what it is meant to find.
@@ -186,11 +184,11 @@ impl Seam {
     ) -> (GuardSees, LocalInstant) {
         let sees = core::guard_sees(tenure, held, seen);
         let deadline = match (sees, seen, now) {
-            (GuardSees::Rewritten, Found::Ours(record), Some(now)) => record
-                .expires_at()
-                .map_or(deadline, |expiry| {
+            (GuardSees::Rewritten, Found::Ours(record), Some(now)) => {
+                record.expires_at().map_or(deadline, |expiry| {
                     deadline.min(core::deadline_by_expiry(at, now, expiry))
-                }),
+                })
+            }
             _ => deadline,
         };
         (sees, deadline)
@@ -201,8 +199,7 @@ impl Seam {
     fn dated(self, mut step: Step, now: ServerTime, ttl: i32) -> Step {
         if self.is(Defect::NoDriftAllowance) {
             let written = core::write_time(now, ttl);
-            if let Step::Write(Write::Create(holding) | Write::Update { holding, .. }) = &mut step
-            {
+            if let Step::Write(Write::Create(holding) | Write::Update { holding, .. }) = &mut step {
                 if holding.renew_time == written {
                     holding.renew_time = now.latest;
                 }

@@ -38,6 +38,9 @@ enum Command {
         /// Checker threads.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// Bound the search to this depth (0: the configuration's own).
+        #[arg(long, default_value_t = 0)]
+        max_depth: usize,
         /// Print the example path of each `sometimes` property too.
         #[arg(long)]
         examples: bool,
@@ -52,7 +55,14 @@ fn main() -> ExitCode {
         no_defects,
         threads,
         examples,
+        max_depth,
     } = Cli::parse().command;
+    let bounded = |mut config: Config| {
+        if max_depth > 0 {
+            config.max_depth = max_depth;
+        }
+        config
+    };
     let chosen = match config.as_deref().map(|name| (name, config::named(name))) {
         Some((name, None)) => {
             eprintln!("unknown configuration {name:?}; known: trait-skew, drift, guards, release-sweep, liveness");
@@ -63,7 +73,10 @@ fn main() -> ExitCode {
     };
     let defects = match defect.as_deref().map(|name| (name, Defect::named(name))) {
         Some((name, None)) => {
-            eprintln!("unknown defect {name:?}; known: {}", Defect::ALL.map(Defect::name).join(", "));
+            eprintln!(
+                "unknown defect {name:?}; known: {}",
+                Defect::ALL.map(Defect::name).join(", ")
+            );
             return ExitCode::FAILURE;
         }
         Some((_, Some(defect))) => vec![defect],
@@ -72,9 +85,11 @@ fn main() -> ExitCode {
     };
     let mut ok = true;
     if !defects_only && defect.is_none() {
-        let configs = chosen.clone().map_or_else(config::all, |config| vec![config]);
+        let configs = chosen
+            .clone()
+            .map_or_else(config::all, |config| vec![config]);
         for config in configs {
-            let report = run(config, threads);
+            let report = run(bounded(config), threads);
             print!("{}", summary(&report));
             for property in &report.properties {
                 let show = !property.holds() || examples;
@@ -87,12 +102,16 @@ fn main() -> ExitCode {
         }
     }
     for defect in defects {
-        let config = chosen
-            .clone()
-            .map_or_else(|| Config::for_defect(defect), |config| config.with_defect(defect));
-        let report = run(config, threads);
+        let config = chosen.clone().map_or_else(
+            || Config::for_defect(defect),
+            |config| config.with_defect(defect),
+        );
+        let report = run(bounded(config), threads);
         print!("{}", summary(&report));
-        match report.property(defect.breaks()).and_then(|p| p.discovery.as_ref()) {
+        match report
+            .property(defect.breaks())
+            .and_then(|p| p.discovery.as_ref())
+        {
             Some(path) => {
                 println!(
                     "   defect {} found: counterexample to {:?}, {} steps:",

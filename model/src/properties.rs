@@ -20,15 +20,18 @@ pub const MUTUAL_EXCLUSION: &str = "mutual exclusion in true time";
 /// that contain every API server's clock at that instant.
 pub const CLOCK_BOUNDS: &str = "decisions' server-time bounds contain every server's clock";
 /// A renewal is sent only while the Lease is live on every server's clock.
-pub const RENEW_ONLY_LIVE: &str = "renewals are sent only while every server's clock is before the expiry";
+pub const RENEW_ONLY_LIVE: &str =
+    "renewals are sent only while every server's clock is before the expiry";
 /// Each tenure's token is larger than every earlier tenure's.
 pub const TOKENS_INCREASE: &str = "fencing tokens strictly increase with tenures";
 /// The sink keeps the highest token and never accepts a write from a
 /// tenure that ended before the tenure of a write it accepted began.
-pub const SINK_FENCED: &str = "the sink never accepts a tenure that ended before an accepted one began";
+pub const SINK_FENCED: &str =
+    "the sink never accepts a tenure that ended before an accepted one began";
 /// Releases (also `release_all`, one Lease at a time) and sweeps delete only
 /// the state they decided on, never a Lease another owner has re-taken.
-pub const DELETE_ONLY_DECIDED: &str = "release, release_all and sweep never delete a re-taken Lease";
+pub const DELETE_ONLY_DECIDED: &str =
+    "release, release_all and sweep never delete a re-taken Lease";
 /// The beat ledger's instant only grows.
 pub const LEDGER_FORWARD: &str = "the beat ledger moves only forward";
 /// No instant fires twice.

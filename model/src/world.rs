@@ -292,6 +292,8 @@ pub struct State {
     pub crashes: u8,
     /// Server steps left.
     pub steps: u8,
+    /// Time advances left.
+    pub ticks: u8,
     /// Properties violated (bits of [`Violation`]).
     pub violated: u16,
     /// Interesting states reached (bits of [`Reached`]).
@@ -370,7 +372,8 @@ fn owner_index(name: &str) -> u8 {
 
 /// Server microseconds as a `DateTime`.
 pub fn datetime(micros: Micros) -> DateTime<Utc> {
-    DateTime::<Utc>::from_timestamp_micros(EPOCH_MICROS + micros).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    DateTime::<Utc>::from_timestamp_micros(EPOCH_MICROS + micros)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn micros_of(time: DateTime<Utc>) -> Micros {
@@ -471,9 +474,7 @@ impl World {
         let local = self.local(c, state.t);
         match client.belief {
             Belief::None => false,
-            Belief::Trait { sent } => {
-                local < sent + i64::from(self.config.ttl_secs) * SECOND
-            }
+            Belief::Trait { sent } => local < sent + i64::from(self.config.ttl_secs) * SECOND,
             Belief::Guard(guard) => !guard.lost && local < guard.deadline,
         }
     }
@@ -745,7 +746,13 @@ impl World {
     }
 
     /// A conditional write at the store; whether it succeeded.
-    fn apply(&self, state: &mut State, client: u8, write: LeaseWrite, decided: Option<Lease>) -> bool {
+    fn apply(
+        &self,
+        state: &mut State,
+        client: u8,
+        write: LeaseWrite,
+        decided: Option<Lease>,
+    ) -> bool {
         let t = state.t;
         match write {
             LeaseWrite::Create(hold) => {
@@ -775,11 +782,14 @@ impl World {
                 true
             }
             LeaseWrite::Delete { rv } => {
-                let Some(old) = state.lease.filter(|lease| rv.is_none_or(|rv| lease.rv == rv))
+                let Some(old) = state
+                    .lease
+                    .filter(|lease| rv.is_none_or(|rv| lease.rv == rv))
                 else {
                     return false;
                 };
-                let same = decided.is_some_and(|d| d.holder == old.holder && d.acquire == old.acquire);
+                let same =
+                    decided.is_some_and(|d| d.holder == old.holder && d.acquire == old.acquire);
                 if !same {
                     state.violated |= Violation::DeletedRetaken.bit();
                 }
@@ -917,6 +927,7 @@ impl World {
 
     fn tick(&self, state: &mut State, by: u64) {
         state.t += by;
+        state.ticks = state.ticks.saturating_sub(1);
         for c in 0..state.clients.len() {
             let local = self.local(c, state.t);
             let client = &mut state.clients[c];
@@ -963,6 +974,7 @@ impl World {
             losses: self.config.losses,
             crashes: self.config.crashes,
             steps: u8::from(self.config.server_step.is_some()),
+            ticks: self.config.max_ticks,
             violated: 0,
             reached: 0,
         }
@@ -1002,7 +1014,7 @@ impl World {
                     actions.push(Action::Crash(client));
                 }
             }
-            if self.quiescent(state) && state.t < self.config.horizon_ms {
+            if self.quiescent(state) && state.t < self.config.horizon_ms && state.ticks > 0 {
                 for &by in &self.config.ticks_ms {
                     actions.push(Action::Tick(by));
                 }
@@ -1050,7 +1062,7 @@ impl World {
                 }
             }
         }
-        if state.t < self.config.horizon_ms {
+        if state.ticks > 0 {
             for &by in &self.config.ticks_ms {
                 if state.t + by <= self.config.horizon_ms {
                     actions.push(Action::Tick(by));
@@ -1122,9 +1134,7 @@ impl World {
                         .iter()
                         .map(|response| (response.request.client, response.request.epoch)),
                 )
-                .any(|(client, epoch)| {
-                    usize::from(client) == c && epoch == state.clients[c].epoch
-                });
+                .any(|(client, epoch)| usize::from(client) == c && epoch == state.clients[c].epoch);
             if !waiting {
                 state.clients[c].pending = false;
             }
@@ -1145,8 +1155,12 @@ fn lease_of(hold: Hold, rv: u64, uid: u64) -> Lease {
 }
 
 fn local_micros(instant: LocalInstant) -> Micros {
-    i64::try_from(instant.saturating_since(LocalInstant::from_duration(Duration::ZERO)).as_micros())
-        .unwrap_or(i64::MAX)
+    i64::try_from(
+        instant
+            .saturating_since(LocalInstant::from_duration(Duration::ZERO))
+            .as_micros(),
+    )
+    .unwrap_or(i64::MAX)
 }
 
 /// The ledger's `instant`-th instant: one a minute.
