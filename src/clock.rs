@@ -126,7 +126,6 @@ impl LocalInstant {
     }
 
     /// A reading at `since` after the clock's origin.
-    #[cfg(test)]
     pub fn from_duration(since: Duration) -> Self {
         Self(since)
     }

@@ -194,7 +194,7 @@ impl KubeLeaseLockBackend {
 /// tenth of the TTL more, so that the holder has time to stop its work
 /// (client-go's leader election keeps a margin too: a renew deadline of
 /// 10 s for a 15 s lease).
-fn deadline(sent: LocalInstant, ttl: Duration) -> LocalInstant {
+pub fn deadline(sent: LocalInstant, ttl: Duration) -> LocalInstant {
     let margin = clock::drift_over(ttl) + ttl / 10;
     sent.saturating_add(ttl.saturating_sub(margin))
 }
@@ -580,13 +580,17 @@ impl OwnWatch {
 /// server's clock may have expired: when the latest time the server's clock
 /// can read (`server`, at the local instant `at`) reaches it, less the drift
 /// allowance. Never later than the instant any API server's clock reaches it.
-fn deadline_by_expiry(at: LocalInstant, server: ServerTime, expiry: DateTime<Utc>) -> LocalInstant {
+pub fn deadline_by_expiry(
+    at: LocalInstant,
+    server: ServerTime,
+    expiry: DateTime<Utc>,
+) -> LocalInstant {
     let left = (expiry - server.latest).to_std().unwrap_or(Duration::ZERO);
     at.saturating_add(left.saturating_sub(clock::drift_over(left)))
 }
 
 /// A renewal sent at `sent` moves the deadline, never back.
-fn deadline_after(sent: LocalInstant, ttl: Duration, old: LocalInstant) -> LocalInstant {
+pub fn deadline_after(sent: LocalInstant, ttl: Duration, old: LocalInstant) -> LocalInstant {
     deadline(sent, ttl).max(old)
 }
 

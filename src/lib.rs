@@ -162,3 +162,26 @@ pub use lease::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 pub use naming::{lease_name, owner_label_value};
 /// The type of [`LockGuard::lost`], re-exported from `tokio-util`.
 pub use tokio_util::sync::CancellationToken;
+
+/// Not part of the stable API: the pure core (decisions, the server clock's
+/// bound arithmetic, a guard's deadline, the beat ledger's claim),
+/// re-exported for the model checker in the repository's `model/` member so
+/// that it runs this crate's own code. It may change in any release.
+#[doc(hidden)]
+pub mod model_seam {
+    #[cfg(feature = "celers-beat-03")]
+    pub use crate::beat::ledger::{claim, Claim, Entry};
+    pub use crate::clock::{drift_over, LocalInstant, Sample, ServerClock, ServerTime, DRIFT_PPM};
+    pub use crate::decision::{
+        committed, deletion, guard_sees, is_certainly_live, is_expired, lock, lost_to_another,
+        release, release_tenure, renew_tenure, sweep, try_acquire, write_time, GuardSees, Step,
+        Tenure, Write,
+    };
+    pub use crate::guard::{deadline, deadline_after, deadline_by_expiry};
+    pub use crate::lease::{Found, Holding, Record, TokenNote};
+
+    /// The fencing token of a write answered with `resource_version`.
+    pub fn fencing_token(resource_version: &str) -> Option<crate::FencingToken> {
+        crate::FencingToken::from_resource_version(resource_version)
+    }
+}

@@ -5,7 +5,7 @@
 mod config;
 mod identity;
 mod leadership;
-mod ledger;
+pub(crate) mod ledger;
 mod plan;
 mod store;
 

@@ -38,6 +38,10 @@ pub fn due(
         (None, Schedule::OneTime { run_at }) => {
             return Ok((*run_at <= now).then_some(*run_at).into_iter().collect())
         }
+        // Crontab and solar schedules exist only with celers-beat's `cron`
+        // and `solar` features, which the application enables or not:
+        // without them this arm is unreachable.
+        #[allow(unreachable_patterns)]
         (None, _) => {
             let missed = celers_beat::compute_missed(&task.schedule, leading_since, now)?;
             return Ok(missed.latest().into_iter().collect());

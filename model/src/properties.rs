@@ -1,0 +1,194 @@
+//! The properties, each a named `always`, `sometimes` or `eventually`.
+//!
+//! Safety properties that concern one moment (a write's decision, a
+//! store's apply, a fire) are checked where it happens and recorded as a
+//! bit in the state; the property reads the bit. Mutual exclusion and the
+//! liveness bound are judged on the state itself.
+
+use std::time::Duration;
+
+use stateright::Property;
+
+use crate::config::{Config, Path};
+use crate::world::{State, World};
+
+/// No instant of true time at which two clients each believe they hold
+/// the lock (the trait path: until `sent + TTL` on the holder's own clock
+/// from its last successful `try_acquire`; guards: `is_held()`).
+pub const MUTUAL_EXCLUSION: &str = "mutual exclusion in true time";
+/// Every decision that sent a write took the servers' time between bounds
+/// that contain every API server's clock at that instant.
+pub const CLOCK_BOUNDS: &str = "decisions' server-time bounds contain every server's clock";
+/// A renewal is sent only while the Lease is live on every server's clock.
+pub const RENEW_ONLY_LIVE: &str =
+    "renewals are sent only while every server's clock is before the expiry";
+/// Each tenure's token is larger than every earlier tenure's.
+pub const TOKENS_INCREASE: &str = "fencing tokens strictly increase with tenures";
+/// The sink keeps the highest token and never accepts a write from a
+/// tenure that ended before the tenure of a write it accepted began.
+pub const SINK_FENCED: &str =
+    "the sink never accepts a tenure that ended before an accepted one began";
+/// Releases (also `release_all`, one Lease at a time) and sweeps delete only
+/// the state they decided on, never a Lease another owner has re-taken.
+pub const DELETE_ONLY_DECIDED: &str =
+    "release, release_all and sweep never delete a re-taken Lease";
+/// The beat ledger's instant only grows.
+pub const LEDGER_FORWARD: &str = "the beat ledger moves only forward";
+/// No instant fires twice.
+pub const FIRED_ONCE: &str = "each instant fires at most once";
+/// Eager runs: a Lease whose holder died is taken over within its expiry
+/// plus the stated uncertainty.
+pub const DEAD_TAKEN: &str = "a dead holder's lock is taken within expiry + uncertainty";
+/// Eager runs: every path acquires the free lock.
+pub const FREE_ACQUIRED: &str = "a free lock is acquired";
+
+/// A safety violation recorded in the state when it happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// See [`CLOCK_BOUNDS`].
+    ClockBounds,
+    /// See [`RENEW_ONLY_LIVE`].
+    RenewedExpired,
+    /// See [`TOKENS_INCREASE`].
+    TokensBackwards,
+    /// See [`SINK_FENCED`].
+    SinkStale,
+    /// See [`DELETE_ONLY_DECIDED`].
+    DeletedRetaken,
+    /// See [`LEDGER_FORWARD`].
+    LedgerBackwards,
+    /// See [`FIRED_ONCE`].
+    FiredTwice,
+}
+
+impl Violation {
+    /// Its bit in [`State::violated`].
+    pub fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// An interesting state, recorded in the state when reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reached {
+    /// A tenure began.
+    Acquired,
+    /// Another owner took the Lease over.
+    Takeover,
+    /// A guard's `lost()` was cancelled.
+    GuardLost,
+    /// A ledger instant fired.
+    Fired,
+    /// A Lease was deleted by someone other than its holder (a sweep).
+    Swept,
+    /// A holder deleted its own Lease.
+    Released,
+    /// A client crashed.
+    Crashed,
+}
+
+impl Reached {
+    /// Its bit in [`State::reached`].
+    pub fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+fn clear(state: &State, violation: Violation) -> bool {
+    state.violated & violation.bit() == 0
+}
+
+fn reached(state: &State, what: Reached) -> bool {
+    state.reached & what.bit() != 0
+}
+
+fn mutual_exclusion(world: &World, state: &State) -> bool {
+    (0..state.clients.len())
+        .filter(|&c| world.believes(state, c))
+        .count()
+        <= 1
+}
+
+/// The uncertainty a takeover may wait beyond the expiry: the `Date`
+/// header's second, the skew bound on both ends, one time step, and the
+/// drift allowance over the TTL.
+pub fn takeover_uncertainty(config: &Config) -> Duration {
+    let ttl = Duration::from_secs(u64::try_from(config.ttl_secs).unwrap_or(0));
+    let tick = config.ticks_ms.iter().copied().max().unwrap_or(0);
+    Duration::from_secs(1)
+        + config.skew * 2
+        + Duration::from_millis(tick)
+        + celers_kube_lease::model_seam::drift_over(ttl)
+}
+
+fn dead_taken(world: &World, state: &State) -> bool {
+    let Some(lease) = state.lease else {
+        return true;
+    };
+    if state.clients[usize::from(lease.holder)].alive || !world.quiescent(state) {
+        return true;
+    }
+    let uncertainty =
+        i64::try_from(takeover_uncertainty(&world.config).as_micros()).unwrap_or(i64::MAX);
+    let earliest_server = (0..state.offsets.len())
+        .map(|j| world.server(state, j, state.t))
+        .min()
+        .unwrap_or(0);
+    earliest_server < lease.expiry() + uncertainty
+}
+
+/// The properties checked in `config`.
+pub fn all(config: &Config) -> Vec<Property<World>> {
+    let mut properties = vec![
+        Property::always(MUTUAL_EXCLUSION, mutual_exclusion),
+        Property::always(CLOCK_BOUNDS, |_, s| clear(s, Violation::ClockBounds)),
+        Property::always(TOKENS_INCREASE, |_, s| clear(s, Violation::TokensBackwards)),
+        Property::always(DELETE_ONLY_DECIDED, |_, s| {
+            clear(s, Violation::DeletedRetaken)
+        }),
+        Property::sometimes("a lock is acquired", |_, s| reached(s, Reached::Acquired)),
+    ];
+    let guards = config.clients.iter().any(|c| c.path == Path::Guard);
+    let sweeper = config.clients.iter().any(|c| c.path == Path::Sweeper);
+    if !config.eager {
+        properties.push(Property::sometimes("a takeover happens", |_, s| {
+            reached(s, Reached::Takeover)
+        }));
+    }
+    if guards {
+        properties.extend([
+            Property::always(RENEW_ONLY_LIVE, |_, s| clear(s, Violation::RenewedExpired)),
+            Property::sometimes("a guard loses", |_, s| reached(s, Reached::GuardLost)),
+        ]);
+    }
+    if guards && config.sink {
+        properties.push(Property::always(SINK_FENCED, |_, s| {
+            clear(s, Violation::SinkStale)
+        }));
+    }
+    if guards && config.instants > 0 {
+        properties.extend([
+            Property::always(LEDGER_FORWARD, |_, s| clear(s, Violation::LedgerBackwards)),
+            Property::always(FIRED_ONCE, |_, s| clear(s, Violation::FiredTwice)),
+            Property::sometimes("a ledger fire happens", |_, s| reached(s, Reached::Fired)),
+        ]);
+    }
+    if sweeper {
+        properties.extend([
+            Property::sometimes("a sweep deletes", |_, s| reached(s, Reached::Swept)),
+            Property::sometimes("a release deletes", |_, s| reached(s, Reached::Released)),
+        ]);
+    }
+    if config.crashes > 0 {
+        properties.push(Property::sometimes("a client crashes", |_, s| {
+            reached(s, Reached::Crashed)
+        }));
+    }
+    if config.eager {
+        properties.extend([
+            Property::always(DEAD_TAKEN, dead_taken),
+            Property::eventually(FREE_ACQUIRED, |_, s| reached(s, Reached::Acquired)),
+        ]);
+    }
+    properties
+}
