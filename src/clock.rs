@@ -218,9 +218,12 @@ impl ServerClock {
         let sent = sample.sent.micros();
         let received = sample.received.micros().max(sent);
         let date = sample.date.timestamp_micros();
+        // The stamp fell somewhere in the round trip: the latest end counts
+        // the drift over all of it, the earliest end none (it is as of
+        // `received`, from which `Interval::at` counts the drift on).
         let fresh = Interval {
             low: date - received,
-            high: date + DATE_RESOLUTION_MICROS - sent,
+            high: date + DATE_RESOLUTION_MICROS - sent + drift_micros(received - sent),
             at: received,
         };
         match self.running {
@@ -409,7 +412,28 @@ mod tests {
         });
         let now = clock.at(local_ms(10)).expect("calibrated");
         assert_eq!(now.earliest, date(1_000));
-        assert_eq!(now.latest, date(1_001) + TimeDelta::milliseconds(10));
+        // The round trip, and the drift over it (10 µs at 1000 ppm).
+        assert_eq!(
+            now.latest,
+            date(1_001) + TimeDelta::milliseconds(10) + TimeDelta::microseconds(10)
+        );
+    }
+
+    /// Found by the model (`make model`, configuration `drift`): a response
+    /// slow in coming left the drift over its round trip out of the latest
+    /// end. A local clock 999 ppm slow, a 3000 s round trip.
+    #[test]
+    fn the_latest_end_counts_the_drift_over_the_round_trip() {
+        let mut clock = ServerClock::new(Duration::ZERO);
+        let slow = |true_ms: u64| local_ms(true_ms * 1_000_000 / 1_000_999);
+        clock.observe(Sample {
+            sent: slow(0),
+            received: slow(3_000_000),
+            date: date(0),
+        });
+        let now = clock.at(slow(3_000_500)).expect("calibrated");
+        assert!(now.latest >= date_ms(3_000_500), "{now:?}");
+        assert!(now.earliest <= date_ms(3_000_500), "{now:?}");
     }
 
     #[test]
@@ -422,7 +446,10 @@ mod tests {
         });
         let now = clock.at(local_ms(10)).expect("calibrated");
         assert_eq!(now.earliest, date(1_000) - TimeDelta::milliseconds(250));
-        assert_eq!(now.latest, date(1_001) + TimeDelta::milliseconds(260));
+        assert_eq!(
+            now.latest,
+            date(1_001) + TimeDelta::milliseconds(260) + TimeDelta::microseconds(10)
+        );
     }
 
     #[test]

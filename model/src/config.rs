@@ -133,7 +133,7 @@ pub fn drift() -> Config {
         skew: Duration::ZERO,
         ttl_secs: 4_000,
         grace_secs: 0,
-        ticks_ms: vec![500, 1_000_000],
+        ticks_ms: vec![1_000, 4_000_000],
         horizon_ms: 4_010_000,
         max_ticks: 8,
         requests_per_client: 4,
@@ -253,13 +253,31 @@ impl Config {
         self
     }
 
-    /// The configuration in which `defect` is checked.
+    /// The configuration in which `defect` is checked: the smallest world
+    /// that shows it, so that breadth-first search reaches it quickly.
     pub fn for_defect(defect: Defect) -> Self {
+        let quiet = |config: Config| Config {
+            losses: 0,
+            crashes: 0,
+            server_step: None,
+            ..config
+        };
         let base = match defect {
             Defect::NoDriftAllowance => drift(),
             Defect::NoSkewWidening => trait_skew(),
-            Defect::RenewInDoubt | Defect::DeadlineFromReceipt => guards(),
-            Defect::UnconditionalDelete => release_sweep(),
+            Defect::RenewInDoubt => quiet(trait_skew()),
+            Defect::DeadlineFromReceipt => Config {
+                server_offsets_ms: vec![0],
+                any_server: false,
+                ticks_ms: vec![4_000],
+                instants: 0,
+                sink: false,
+                ..quiet(guards())
+            },
+            Defect::UnconditionalDelete => Config {
+                ticks_ms: vec![5_000],
+                ..quiet(release_sweep())
+            },
         };
         base.with_defect(defect)
     }

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use celers_kube_lease::model_seam as core;
 use core::{Found, GuardSees, LocalInstant, Record, ServerClock, ServerTime, Step, Tenure, Write};
 
@@ -18,8 +20,9 @@ pub enum Defect {
     /// (b) Clock samples intersected without the skew widening (a
     /// `ServerClock` told the API servers agree exactly).
     NoSkewWidening,
-    /// (c) A guard renews a Lease that may have expired: judged by the
-    /// earliest possible server time instead of the latest.
+    /// (c) A holder renews a Lease that may have expired (`try_acquire` of
+    /// its own lock, or a guard's renewal): judged by the earliest possible
+    /// server time instead of the latest.
     RenewInDoubt,
     /// (d) A guard's deadline counted from when the renewal's answer
     /// arrived, ignoring the time it was in flight.
@@ -58,9 +61,10 @@ impl Defect {
     /// The property whose counterexample shows it.
     pub fn breaks(self) -> &'static str {
         match self {
-            Defect::NoDriftAllowance | Defect::NoSkewWidening | Defect::DeadlineFromReceipt => {
+            Defect::NoDriftAllowance | Defect::DeadlineFromReceipt => {
                 crate::properties::MUTUAL_EXCLUSION
             }
+            Defect::NoSkewWidening => crate::properties::CLOCK_BOUNDS,
             Defect::RenewInDoubt => crate::properties::RENEW_ONLY_LIVE,
             Defect::UnconditionalDelete => crate::properties::DELETE_ONLY_DECIDED,
         }
@@ -95,40 +99,39 @@ impl Seam {
 
     /// `try_acquire`, or `lock` for a guard.
     pub fn take(self, found: &Found, owner: &str, ttl: i32, now: ServerTime, guard: bool) -> Step {
-        let step = if guard {
-            core::lock(found, owner, ttl, now)
-        } else {
-            core::try_acquire(found, owner, ttl, now)
+        let decide = |now| {
+            if guard {
+                core::lock(found, owner, ttl, now)
+            } else {
+                core::try_acquire(found, owner, ttl, now)
+            }
         };
+        let step = self.in_doubt(decide, now, ttl);
         self.dated(step, now, ttl)
     }
 
     /// A guard's renewal.
     pub fn renew_tenure(self, found: &Found, tenure: &Tenure, ttl: i32, now: ServerTime) -> Step {
-        let step = core::renew_tenure(found, tenure, ttl, now);
-        let step = match (&step, found) {
-            (Step::Answer(false), Found::Ours(record))
-                if self.is(Defect::RenewInDoubt)
-                    && record.holder.as_deref() == Some(tenure.holder.as_str())
-                    && record.acquire_time == Some(tenure.since)
-                    && !core::is_expired(record, now) =>
-            {
-                // Renewed as if the latest possible time were before the
-                // expiry: the earliest one is.
-                let pretend = ServerTime {
-                    earliest: now.earliest,
-                    latest: now.earliest,
-                };
-                let mut step = core::renew_tenure(found, tenure, ttl, pretend);
-                if let Step::Write(Write::Update { holding, .. }) = &mut step {
-                    let written = core::write_time(now, ttl);
-                    holding.renew_time = written;
-                }
-                step
-            }
-            _ => step,
-        };
+        let step = self.in_doubt(|now| core::renew_tenure(found, tenure, ttl, now), now, ttl);
         self.dated(step, now, ttl)
+    }
+
+    /// `decide` at `now`, or, with [`Defect::RenewInDoubt`], at a time
+    /// whose latest end is its earliest (so a Lease that may have expired
+    /// looks certainly live), dated by `now` all the same.
+    fn in_doubt(self, decide: impl Fn(ServerTime) -> Step, now: ServerTime, ttl: i32) -> Step {
+        if !self.is(Defect::RenewInDoubt) {
+            return decide(now);
+        }
+        let pretend = ServerTime {
+            earliest: now.earliest,
+            latest: now.earliest,
+        };
+        redated(
+            decide(pretend),
+            core::write_time(pretend, ttl),
+            core::write_time(now, ttl),
+        )
     }
 
     /// The trait's `release`, or a guard's release of its tenure.
@@ -196,18 +199,24 @@ impl Seam {
 
     /// Dates a write as the defect says: without the drift allowance for
     /// [`Defect::NoDriftAllowance`], as written otherwise.
-    fn dated(self, mut step: Step, now: ServerTime, ttl: i32) -> Step {
+    fn dated(self, step: Step, now: ServerTime, ttl: i32) -> Step {
         if self.is(Defect::NoDriftAllowance) {
-            let written = core::write_time(now, ttl);
-            if let Step::Write(Write::Create(holding) | Write::Update { holding, .. }) = &mut step {
-                if holding.renew_time == written {
-                    holding.renew_time = now.latest;
-                }
-                if holding.acquire_time == written {
-                    holding.acquire_time = now.latest;
-                }
-            }
+            redated(step, core::write_time(now, ttl), now.latest)
+        } else {
+            step
         }
-        step
     }
+}
+
+/// `step` with the times it writes that read `from` changed to `to`.
+fn redated(mut step: Step, from: DateTime<Utc>, to: DateTime<Utc>) -> Step {
+    if let Step::Write(Write::Create(holding) | Write::Update { holding, .. }) = &mut step {
+        if holding.renew_time == from {
+            holding.renew_time = to;
+        }
+        if holding.acquire_time == from {
+            holding.acquire_time = to;
+        }
+    }
+    step
 }

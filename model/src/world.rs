@@ -980,6 +980,31 @@ impl World {
         }
     }
 
+    /// The world right after client 0 read the free Lease and took it, each
+    /// message served and answered at once: the six steps most paths begin
+    /// with, taken before the search so that its depth bound is spent where
+    /// clients contend. `None` if client 0 could not take the lock.
+    pub fn head_start(&self) -> Option<State> {
+        let take = match self.config.clients.first()?.path {
+            Path::Sweeper => return None,
+            Path::Trait | Path::Guard => Act::Take,
+        };
+        let mut state = self.init();
+        for act in [Act::Read, take] {
+            state = self.step(
+                &state,
+                Action::Send {
+                    client: 0,
+                    server: 0,
+                    act,
+                },
+            )?;
+            state = self.step(&state, Action::Serve(0))?;
+            state = self.step(&state, Action::Deliver(0))?;
+        }
+        self.believes(&state, 0).then_some(state)
+    }
+
     /// The steps possible in `state`.
     pub fn actions_of(&self, state: &State, actions: &mut Vec<Action>) {
         // A violation is recorded in the state; nothing after it matters.
@@ -1173,7 +1198,11 @@ impl stateright::Model for World {
     type Action = Action;
 
     fn init_states(&self) -> Vec<State> {
-        vec![self.init()]
+        let mut states = vec![self.init()];
+        if !self.config.eager {
+            states.extend(self.head_start());
+        }
+        states
     }
 
     fn actions(&self, state: &State, actions: &mut Vec<Action>) {
