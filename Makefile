@@ -1,5 +1,5 @@
 # The commands people use. `make test` and `make demo` need only Rust and Go.
-.PHONY: test demo lint fmt up down status bench bench-scale reliability reliability-long reliability-ha linearizability plugin krew-archive package-check pods-e2e node-up node-down kind-image kind-e2e
+.PHONY: test demo lint fmt up down status bench bench-scale reliability reliability-long reliability-ha linearizability model plugin krew-archive package-check pods-e2e node-up node-down kind-image kind-e2e
 
 ## Run every test, the real-cluster ones included, on a local control plane
 ## that this command starts and stops.
@@ -68,6 +68,13 @@ reliability-long:
 linearizability:
 	@test -n "$(HISTORY)" || { echo "usage: make linearizability HISTORY=FILE [ARGS=...]" >&2; exit 2; }
 	cargo run --locked -p celers-kube-lease-reliability -- linearizability $(ARGS) $(HISTORY)
+
+## The model checker (model/): every configuration to its bound, then every
+## injected defect with its counterexample; about 5 minutes on 2 cores (see
+## RELIABILITY.md, "Verification"). Its bounded form is part of `make test`.
+## One configuration or defect: make model ARGS='--config drift --no-defects'
+model:
+	cargo run --locked -p celers-kube-lease-model -- check $(ARGS)
 
 ## The kubectl plugin: `kubectl celers …` once ~/.cargo/bin is on PATH.
 plugin:

@@ -36,8 +36,8 @@ pub struct Report {
     pub states: usize,
     /// Unique states.
     pub unique: usize,
-    /// Deepest path.
-    pub max_depth: usize,
+    /// The longest path looked at, in steps.
+    pub max_steps: usize,
     /// Wall time.
     pub elapsed: Duration,
     /// Each property.
@@ -62,8 +62,10 @@ impl Report {
 pub fn run(config: Config, threads: usize) -> Report {
     let world = World::new(config);
     let mut builder = world.clone().checker().threads(threads.max(1));
-    if world.config.max_depth > 0 {
-        builder = builder.target_max_depth(world.config.max_depth);
+    if world.config.max_steps > 0 {
+        // The checker counts an initial state as depth 1 and does not look
+        // at states of the target depth.
+        builder = builder.target_max_depth(world.config.max_steps + 2);
     }
     if let Some(defect) = world.config.defect {
         builder = builder.finish_when(HasDiscoveries::AnyOf([defect.breaks()].into()));
@@ -83,7 +85,7 @@ pub fn run(config: Config, threads: usize) -> Report {
     Report {
         states: checker.state_count(),
         unique: checker.unique_state_count(),
-        max_depth: checker.max_depth(),
+        max_steps: checker.max_depth().saturating_sub(1),
         elapsed,
         properties,
         world,
@@ -98,12 +100,13 @@ pub fn summary(report: &Report) -> String {
         format!(" with defect {}", defect.name())
     });
     let _ = writeln!(out, "== {}{defect}: {}", config.name, config.about);
+    let _ = writeln!(out, "   bounds: {}", config.bounds());
     let _ = writeln!(
         out,
-        "   states explored {}, unique {}, max depth {}, time {:.1} s",
+        "   states explored {}, unique {}, longest path {} steps, time {:.1} s",
         report.states,
         report.unique,
-        report.max_depth,
+        report.max_steps,
         report.elapsed.as_secs_f64()
     );
     for property in &report.properties {

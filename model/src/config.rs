@@ -73,8 +73,9 @@ pub struct Config {
     pub eager: bool,
     /// The injected defect, if any.
     pub defect: Option<Defect>,
-    /// Depth bound of the bounded form (0: none).
-    pub max_depth: usize,
+    /// The search covers every path of up to this many steps from an
+    /// initial state (0: every reachable state).
+    pub max_steps: usize,
 }
 
 const SLOW: i64 = 999;
@@ -117,7 +118,7 @@ pub fn trait_skew() -> Config {
         sink: false,
         eager: false,
         defect: None,
-        max_depth: 0,
+        max_steps: 9,
     }
 }
 
@@ -144,7 +145,7 @@ pub fn drift() -> Config {
         sink: false,
         eager: false,
         defect: None,
-        max_depth: 0,
+        max_steps: 12,
     }
 }
 
@@ -171,7 +172,7 @@ pub fn guards() -> Config {
         sink: true,
         eager: false,
         defect: None,
-        max_depth: 0,
+        max_steps: 9,
     }
 }
 
@@ -205,7 +206,7 @@ pub fn release_sweep() -> Config {
         sink: false,
         eager: false,
         defect: None,
-        max_depth: 0,
+        max_steps: 9,
     }
 }
 
@@ -231,7 +232,7 @@ pub fn liveness() -> Config {
         sink: false,
         eager: true,
         defect: None,
-        max_depth: 0,
+        max_steps: 0,
     }
 }
 
@@ -246,8 +247,36 @@ pub fn named(name: &str) -> Option<Config> {
 }
 
 impl Config {
-    /// This configuration with `defect` injected, in the smallest world
-    /// that shows it.
+    /// Its bounds, one line.
+    pub fn bounds(&self) -> String {
+        let clients: Vec<String> = self
+            .clients
+            .iter()
+            .map(|c| format!("{:?} {:+} ppm", c.path, c.rate_ppm))
+            .collect();
+        let step = self.server_step.map_or(String::new(), |(j, to)| {
+            format!(", s{j} may step to {to} ms")
+        });
+        let steps = match self.max_steps {
+            0 => "every reachable state".to_owned(),
+            n => format!("paths of up to {n} steps"),
+        };
+        format!(
+            "clients [{}]; server offsets {:?} ms{step}; skew {} ms; TTL {} s; ticks {:?} ms, at most {}; \
+             {} requests per client; {} losses, {} crashes; {steps}",
+            clients.join(", "),
+            self.server_offsets_ms,
+            self.skew.as_millis(),
+            self.ttl_secs,
+            self.ticks_ms,
+            self.max_ticks,
+            self.requests_per_client,
+            self.losses,
+            self.crashes,
+        )
+    }
+
+    /// This configuration with `defect` injected.
     pub fn with_defect(mut self, defect: Defect) -> Self {
         self.defect = Some(defect);
         self
@@ -279,6 +308,9 @@ impl Config {
                 ..quiet(release_sweep())
             },
         };
-        base.with_defect(defect)
+        Config {
+            max_steps: 12,
+            ..base.with_defect(defect)
+        }
     }
 }

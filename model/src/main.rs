@@ -38,9 +38,10 @@ enum Command {
         /// Checker threads.
         #[arg(long, default_value_t = 2)]
         threads: usize,
-        /// Bound the search to this depth (0: the configuration's own).
+        /// Bound the search to paths of this many steps (0: the
+        /// configuration's own bound).
         #[arg(long, default_value_t = 0)]
-        max_depth: usize,
+        max_steps: usize,
         /// Print the example path of each `sometimes` property too.
         #[arg(long)]
         examples: bool,
@@ -55,11 +56,11 @@ fn main() -> ExitCode {
         no_defects,
         threads,
         examples,
-        max_depth,
+        max_steps,
     } = Cli::parse().command;
     let bounded = |mut config: Config| {
-        if max_depth > 0 {
-            config.max_depth = max_depth;
+        if max_steps > 0 {
+            config.max_steps = max_steps;
         }
         config
     };
