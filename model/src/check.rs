@@ -85,7 +85,10 @@ pub fn run(config: Config, threads: usize) -> Report {
     Report {
         states: checker.state_count(),
         unique: checker.unique_state_count(),
-        max_steps: checker.max_depth().saturating_sub(1),
+        max_steps: match world.config.max_steps {
+            0 => checker.max_depth().saturating_sub(1),
+            bound => checker.max_depth().saturating_sub(1).min(bound),
+        },
         elapsed,
         properties,
         world,
@@ -96,10 +99,15 @@ pub fn run(config: Config, threads: usize) -> Report {
 pub fn summary(report: &Report) -> String {
     let config = &report.world.config;
     let mut out = String::new();
-    let defect = config.defect.map_or(String::new(), |defect| {
-        format!(" with defect {}", defect.name())
-    });
-    let _ = writeln!(out, "== {}{defect}: {}", config.name, config.about);
+    let _ = match config.defect {
+        None => writeln!(out, "== {}: {}", config.name, config.about),
+        Some(defect) => writeln!(
+            out,
+            "== defect {} in the {} world",
+            defect.name(),
+            config.name
+        ),
+    };
     let _ = writeln!(out, "   bounds: {}", config.bounds());
     let _ = writeln!(
         out,
@@ -109,14 +117,20 @@ pub fn summary(report: &Report) -> String {
         report.max_steps,
         report.elapsed.as_secs_f64()
     );
-    for property in &report.properties {
+    // A run with a defect stops at its counterexample: only the property
+    // it breaks is judged.
+    let judged = report
+        .properties
+        .iter()
+        .filter(|p| config.defect.is_none_or(|defect| p.name == defect.breaks()));
+    for property in judged {
         let kind = match property.expectation {
             Expectation::Always => "always",
             Expectation::Sometimes => "sometimes",
             Expectation::Eventually => "eventually",
         };
         let verdict = match (property.holds(), &property.discovery) {
-            (true, Some(path)) => format!("holds (example of {} steps)", steps(path)),
+            (true, Some(_)) => "holds (reached)".to_owned(),
             (true, None) => "holds".to_owned(),
             (false, Some(path)) => format!("FAILS (counterexample of {} steps)", steps(path)),
             (false, None) => "FAILS (never reached)".to_owned(),
