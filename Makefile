@@ -15,7 +15,7 @@ lint:
 	cargo fmt --all -- --check
 	hack/check-package.sh --self-test
 	hack/check-package.sh
-	hack/import-cycles.sh src reliability/src
+	hack/import-cycles.sh src reliability/src model/src
 	cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 	K8S_OPENAPI_ENABLED_VERSION=1.37 RUSTDOCFLAGS="-D warnings" \
 		cargo doc -p celers-kube-lease --no-deps --all-features --locked

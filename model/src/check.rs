@@ -226,3 +226,30 @@ fn situation(world: &World, state: &State) -> String {
         .collect();
     format!("{lease}; believe held: [{}]", holders.join(","))
 }
+
+/// How stateright sees the world: its steps, and the properties of its
+/// configuration.
+impl stateright::Model for World {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        let mut states = vec![self.init()];
+        if !self.config.eager {
+            states.extend(self.head_start());
+        }
+        states
+    }
+
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        self.actions_of(state, actions);
+    }
+
+    fn next_state(&self, state: &State, action: Action) -> Option<State> {
+        self.step(state, action)
+    }
+
+    fn properties(&self) -> Vec<stateright::Property<Self>> {
+        crate::properties::all(&self.config)
+    }
+}

@@ -62,11 +62,11 @@ impl Defect {
     pub fn breaks(self) -> &'static str {
         match self {
             Defect::NoDriftAllowance | Defect::DeadlineFromReceipt => {
-                crate::properties::MUTUAL_EXCLUSION
+                crate::names::MUTUAL_EXCLUSION
             }
-            Defect::NoSkewWidening => crate::properties::CLOCK_BOUNDS,
-            Defect::RenewInDoubt => crate::properties::RENEW_ONLY_LIVE,
-            Defect::UnconditionalDelete => crate::properties::DELETE_ONLY_DECIDED,
+            Defect::NoSkewWidening => crate::names::CLOCK_BOUNDS,
+            Defect::RenewInDoubt => crate::names::RENEW_ONLY_LIVE,
+            Defect::UnconditionalDelete => crate::names::DELETE_ONLY_DECIDED,
         }
     }
 }

@@ -12,5 +12,6 @@
 pub mod check;
 pub mod config;
 pub mod defect;
+pub mod names;
 pub mod properties;
 pub mod world;

@@ -10,7 +10,7 @@ use core::{Found, Holding, LocalInstant, Record, ServerTime, Step, Tenure, Write
 
 use crate::config::{Config, Path};
 use crate::defect::Seam;
-use crate::properties::{Reached, Violation};
+use crate::names::{Reached, Violation};
 
 /// Microseconds.
 pub type Micros = i64;
@@ -1191,29 +1191,4 @@ fn local_micros(instant: LocalInstant) -> Micros {
 /// The ledger's `instant`-th instant: one a minute.
 fn instant_time(instant: u8) -> DateTime<Utc> {
     datetime(i64::from(instant) * 60 * SECOND)
-}
-
-impl stateright::Model for World {
-    type State = State;
-    type Action = Action;
-
-    fn init_states(&self) -> Vec<State> {
-        let mut states = vec![self.init()];
-        if !self.config.eager {
-            states.extend(self.head_start());
-        }
-        states
-    }
-
-    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
-        self.actions_of(state, actions);
-    }
-
-    fn next_state(&self, state: &State, action: Action) -> Option<State> {
-        self.step(state, action)
-    }
-
-    fn properties(&self) -> Vec<stateright::Property<Self>> {
-        crate::properties::all(&self.config)
-    }
 }
