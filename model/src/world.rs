@@ -1,23 +1,25 @@
 //! The world the model owns: true time, the API servers' clocks, one Lease
 //! and a beat ledger entry in the servers' store, a fencing sink, the
-//! network, and the clients, whose decisions are the library's own.
+//! network, and the clients, whose decisions are the library's own. What a
+//! client sends and makes of an answer is in `client.rs`, what a server does
+//! with a request in `server.rs` (more `impl World`).
 
 use std::time::Duration;
 
 use celers_kube_lease::model_seam as core;
 use chrono::{DateTime, Utc};
-use core::{Found, Holding, LocalInstant, Record, ServerTime, Step, Tenure, Write};
+use core::{Found, Holding, LocalInstant, Record, ServerTime, Tenure};
 
 use crate::config::{Config, Path};
 use crate::defect::Seam;
-use crate::names::{Reached, Violation};
+use crate::names::Reached;
 
 /// Microseconds.
 pub type Micros = i64;
 
 /// True time 0 on the servers' clocks: 2026-01-01T00:00:00Z.
 const EPOCH_MICROS: Micros = 1_767_225_600_000_000;
-const SECOND: Micros = 1_000_000;
+pub(crate) const SECOND: Micros = 1_000_000;
 /// Where each client's local (boot) clock reads at true time 0.
 const LOCAL_BASE: Micros = 3_600 * SECOND;
 
@@ -364,7 +366,7 @@ pub fn owner(client: u8) -> String {
     format!("c{client}")
 }
 
-fn owner_index(name: &str) -> u8 {
+pub(crate) fn owner_index(name: &str) -> u8 {
     name.strip_prefix('c')
         .and_then(|n| n.parse().ok())
         .unwrap_or(u8::MAX)
@@ -376,15 +378,15 @@ pub fn datetime(micros: Micros) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-fn micros_of(time: DateTime<Utc>) -> Micros {
+pub(crate) fn micros_of(time: DateTime<Utc>) -> Micros {
     time.timestamp_micros() - EPOCH_MICROS
 }
 
-fn local_instant(micros: Micros) -> LocalInstant {
+pub(crate) fn local_instant(micros: Micros) -> LocalInstant {
     LocalInstant::from_duration(Duration::from_micros(u64::try_from(micros).unwrap_or(0)))
 }
 
-fn record(lease: &Lease) -> Record {
+pub(crate) fn record(lease: &Lease) -> Record {
     Record {
         resource_version: lease.rv.to_string(),
         uid: lease.uid.to_string(),
@@ -397,11 +399,11 @@ fn record(lease: &Lease) -> Record {
     }
 }
 
-fn found(lease: Option<&Lease>) -> Found {
+pub(crate) fn found(lease: Option<&Lease>) -> Found {
     lease.map_or(Found::Missing, |lease| Found::Ours(record(lease)))
 }
 
-fn hold(holding: &Holding) -> Hold {
+pub(crate) fn hold(holding: &Holding) -> Hold {
     Hold {
         holder: owner_index(&holding.holder),
         duration: holding.duration_secs,
@@ -411,7 +413,7 @@ fn hold(holding: &Holding) -> Hold {
     }
 }
 
-fn tenure(guard: &Guard) -> Tenure {
+pub(crate) fn tenure(guard: &Guard) -> Tenure {
     Tenure {
         holder: owner(guard.held.holder),
         since: datetime(guard.held.acquire),
@@ -428,7 +430,7 @@ impl World {
         Self { config, seam }
     }
 
-    fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         Duration::from_secs(u64::try_from(self.config.ttl_secs).unwrap_or(0))
     }
 
@@ -444,7 +446,7 @@ impl World {
         (i64::try_from(t).unwrap_or(i64::MAX) + state.offsets[j]) * 1_000
     }
 
-    fn server_range(&self, state: &State) -> (Micros, Micros) {
+    pub(crate) fn server_range(&self, state: &State) -> (Micros, Micros) {
         let readings = (0..state.offsets.len()).map(|j| self.server(state, j, state.t));
         let low = readings.clone().min().unwrap_or(0);
         (low, readings.max().unwrap_or(0))
@@ -485,444 +487,6 @@ impl World {
         state.requests.is_empty()
             && state.responses.is_empty()
             && (0..state.clients.len()).all(|c| self.eager_act(state, c).is_none())
-    }
-
-    /// What an eager client does now, if anything.
-    fn eager_act(&self, state: &State, c: usize) -> Option<Act> {
-        let client = &state.clients[c];
-        if !client.alive || client.pending || self.believes(state, c) {
-            return None;
-        }
-        if client.acted & 2 == 0 && self.decide(state, c, Act::Take).is_some() {
-            return Some(Act::Take);
-        }
-        (client.acted & 1 == 0).then_some(Act::Read)
-    }
-
-    /// The request client `c` sends for `act` now, if its decision is to
-    /// send one.
-    fn decide(&self, state: &State, c: usize, act: Act) -> Option<Op> {
-        let client = &state.clients[c];
-        let path = self.config.clients[c].path;
-        let guard = match client.belief {
-            Belief::Guard(guard) if !guard.lost => Some(guard),
-            _ => None,
-        };
-        let held = self.believes(state, c);
-        let needs_clock = !matches!(act, Act::Read | Act::LedgerRead | Act::Sink | Act::Release);
-        let now = if needs_clock {
-            Some(self.now_of(state, c)?)
-        } else {
-            None
-        };
-        let me = owner(u8::try_from(c).unwrap_or(u8::MAX));
-        let ttl = self.config.ttl_secs;
-        let (step, intent, decided) = match act {
-            Act::Read => return Some(Op::Read),
-            Act::LedgerRead => {
-                return (path == Path::Guard && self.config.instants > 0 && held)
-                    .then_some(Op::LedgerRead)
-            }
-            Act::Sink => {
-                let guard = guard?;
-                return (self.config.sink && held).then_some(Op::Sink { token: guard.token });
-            }
-            Act::Fire => {
-                let guard = guard?;
-                let entry = client.ledger?;
-                let instant = entry.map_or(1, |entry| entry.instant + 1);
-                if !held || instant > self.config.instants {
-                    return None;
-                }
-                let current = entry.map(|entry| core::Entry {
-                    instant: instant_time(entry.instant),
-                    token: entry.token,
-                    resource_version: entry.rv.to_string(),
-                    uid: "ledger".to_owned(),
-                    lease: Default::default(),
-                });
-                let token = core::fencing_token(&guard.token.to_string())?;
-                return match core::claim(current.as_ref(), instant_time(instant), token) {
-                    core::Claim::Write => Some(Op::LedgerWrite {
-                        instant,
-                        token: guard.token,
-                        expect: entry.map(|entry| entry.rv),
-                    }),
-                    core::Claim::Ours | core::Claim::Fired | core::Claim::Superseded => None,
-                };
-            }
-            Act::Take => {
-                if path == Path::Sweeper || held || (guard.is_some() && path == Path::Guard) {
-                    return None;
-                }
-                let cache = client.cache?;
-                let found = found(cache.as_ref());
-                let step = self.seam.take(&found, &me, ttl, now?, path == Path::Guard);
-                let intent = if path == Path::Guard {
-                    Intent::Lock
-                } else {
-                    Intent::Acquire
-                };
-                (step, intent, cache)
-            }
-            Act::Renew => {
-                let guard = guard?;
-                if !held {
-                    return None;
-                }
-                let found = Found::Ours(record(&guard.held));
-                let step = self.seam.renew_tenure(&found, &tenure(&guard), ttl, now?);
-                (step, Intent::Renew, Some(guard.held))
-            }
-            Act::Release => match (path, guard) {
-                (Path::Guard, Some(guard)) => {
-                    let found = Found::Ours(record(&guard.held));
-                    let step = self.seam.release(&found, &me, Some(&tenure(&guard)));
-                    (step, Intent::Release, Some(guard.held))
-                }
-                (Path::Trait, _) => {
-                    let cache = client.cache?;
-                    let step = self.seam.release(&found(cache.as_ref()), &me, None);
-                    (step, Intent::Release, cache)
-                }
-                _ => return None,
-            },
-            Act::Sweep => {
-                if path != Path::Sweeper {
-                    return None;
-                }
-                let cache = client.cache?;
-                let step = self
-                    .seam
-                    .sweep(&found(cache.as_ref()), now?, self.config.grace_secs);
-                (step, Intent::Sweep, cache)
-            }
-        };
-        let Step::Write(write) = step else {
-            return None;
-        };
-        let write = match write {
-            Write::Create(holding) => LeaseWrite::Create(hold(&holding)),
-            Write::Update {
-                resource_version,
-                holding,
-                ..
-            } => LeaseWrite::Update {
-                rv: resource_version.parse().ok()?,
-                hold: hold(&holding),
-            },
-            Write::Delete {
-                resource_version, ..
-            } => LeaseWrite::Delete {
-                rv: if self.seam.delete_is_conditional() {
-                    Some(resource_version.parse().ok()?)
-                } else {
-                    None
-                },
-            },
-        };
-        Some(Op::Write {
-            write,
-            intent,
-            decided,
-        })
-    }
-
-    fn send(&self, state: &mut State, c: usize, server: u8, op: Op) {
-        let sent = self.local(c, state.t);
-        // What the decision assumed about the servers' clock, checked
-        // against their true readings.
-        if let Op::Write { write, decided, .. } = op {
-            if !matches!(write, LeaseWrite::Delete { .. }) {
-                if let Some(now) = self.now_of(state, c) {
-                    let (low, high) = self.server_range(state);
-                    if micros_of(now.earliest) > low || micros_of(now.latest) < high {
-                        state.violated |= Violation::ClockBounds.bit();
-                    }
-                }
-            }
-            if let (LeaseWrite::Update { hold, .. }, Some(decided)) = (write, decided) {
-                let renewal = hold.holder == decided.holder && hold.acquire == decided.acquire;
-                if renewal && self.server_range(state).1 >= decided.expiry() {
-                    state.violated |= Violation::RenewedExpired.bit();
-                }
-            }
-        }
-        let client = &mut state.clients[c];
-        match op {
-            Op::Write {
-                intent: Intent::Release,
-                ..
-            } => {
-                // The application stops using the lock before it releases.
-                client.belief = Belief::None;
-            }
-            Op::Read => client.acted |= 1,
-            Op::Write { .. } => client.acted |= 2,
-            _ => {}
-        }
-        client.pending = true;
-        client.budget = client.budget.saturating_sub(1);
-        let request = Request {
-            client: u8::try_from(c).unwrap_or(u8::MAX),
-            epoch: client.epoch,
-            server,
-            sent,
-            op,
-        };
-        state.requests.push(request);
-        state.requests.sort();
-    }
-
-    fn serve(&self, state: &mut State, request: Request) {
-        let j = usize::from(request.server);
-        let date = self.server(state, j, state.t).div_euclid(SECOND) * SECOND;
-        let outcome = match request.op {
-            Op::Read => Outcome::Lease {
-                ok: true,
-                now: state.lease,
-            },
-            Op::Write { write, decided, .. } => {
-                let ok = self.apply(state, request.client, write, decided);
-                Outcome::Lease {
-                    ok,
-                    now: state.lease,
-                }
-            }
-            Op::LedgerRead => Outcome::Ledger {
-                ok: true,
-                now: state.ledger,
-            },
-            Op::LedgerWrite {
-                instant,
-                token,
-                expect,
-            } => {
-                let ok = state.ledger.map(|entry| entry.rv) == expect;
-                if ok {
-                    if state.ledger.is_some_and(|entry| entry.instant >= instant) {
-                        state.violated |= Violation::LedgerBackwards.bit();
-                    }
-                    state.revision += 1;
-                    state.ledger = Some(Ledger {
-                        instant,
-                        token,
-                        rv: state.revision,
-                    });
-                }
-                Outcome::Ledger {
-                    ok,
-                    now: state.ledger,
-                }
-            }
-            Op::Sink { token } => {
-                let accepted = state.sink.is_none_or(|(highest, _)| token >= highest);
-                if accepted {
-                    let began = state.tenures.iter().find(|t| t.token == token);
-                    let began = began.map_or(0, |tenure| tenure.began);
-                    // A tenure that ended before the tenure whose write the
-                    // sink accepted last began.
-                    let last_began = state.sink.map_or(0, |(_, began)| began);
-                    let stale = state
-                        .tenures
-                        .iter()
-                        .find(|t| t.token == token)
-                        .and_then(|tenure| tenure.ended)
-                        .is_some_and(|ended| ended <= last_began);
-                    if stale {
-                        state.violated |= Violation::SinkStale.bit();
-                    }
-                    state.sink = Some((token, began));
-                }
-                Outcome::Sink
-            }
-        };
-        state.responses.push(Response {
-            request,
-            date,
-            outcome,
-        });
-        state.responses.sort();
-    }
-
-    /// A conditional write at the store; whether it succeeded.
-    fn apply(
-        &self,
-        state: &mut State,
-        client: u8,
-        write: LeaseWrite,
-        decided: Option<Lease>,
-    ) -> bool {
-        let t = state.t;
-        match write {
-            LeaseWrite::Create(hold) => {
-                if state.lease.is_some() {
-                    return false;
-                }
-                state.revision += 1;
-                let lease = lease_of(hold, state.revision, state.revision);
-                self.begin_tenure(state, lease.rv, t);
-                state.lease = Some(lease);
-                true
-            }
-            LeaseWrite::Update { rv, hold } => {
-                let Some(old) = state.lease.filter(|lease| lease.rv == rv) else {
-                    return false;
-                };
-                state.revision += 1;
-                let lease = lease_of(hold, state.revision, old.uid);
-                if lease.holder != old.holder || lease.acquire != old.acquire {
-                    if lease.holder != old.holder {
-                        state.reached |= Reached::Takeover.bit();
-                    }
-                    self.end_tenure(state, t);
-                    self.begin_tenure(state, lease.rv, t);
-                }
-                state.lease = Some(lease);
-                true
-            }
-            LeaseWrite::Delete { rv } => {
-                let Some(old) = state
-                    .lease
-                    .filter(|lease| rv.is_none_or(|rv| lease.rv == rv))
-                else {
-                    return false;
-                };
-                let same =
-                    decided.is_some_and(|d| d.holder == old.holder && d.acquire == old.acquire);
-                if !same {
-                    state.violated |= Violation::DeletedRetaken.bit();
-                }
-                state.reached |= if old.holder == client {
-                    Reached::Released.bit()
-                } else {
-                    Reached::Swept.bit()
-                };
-                state.lease = None;
-                state.revision += 1;
-                self.end_tenure(state, t);
-                true
-            }
-        }
-    }
-
-    fn begin_tenure(&self, state: &mut State, token: u64, t: u64) {
-        if state.tenures.iter().any(|tenure| tenure.token >= token) {
-            state.violated |= Violation::TokensBackwards.bit();
-        }
-        state.tenures.push(TenureSpan {
-            token,
-            began: t,
-            ended: None,
-        });
-        state.reached |= Reached::Acquired.bit();
-    }
-
-    fn end_tenure(&self, state: &mut State, t: u64) {
-        if let Some(last) = state.tenures.last_mut() {
-            last.ended.get_or_insert(t);
-        }
-    }
-
-    fn deliver(&self, state: &mut State, response: Response) {
-        let c = usize::from(response.request.client);
-        let received = self.local(c, state.t);
-        let request = response.request;
-        {
-            let client = &mut state.clients[c];
-            if !client.alive || client.epoch != request.epoch {
-                return;
-            }
-            client.pending = false;
-            client.samples.push(Sampled {
-                sent: request.sent,
-                received,
-                date: response.date,
-            });
-        }
-        let now = self.now_of(state, c);
-        let leads = self.believes(state, c);
-        let ttl = self.ttl();
-        let mut reached = 0u16;
-        let client = &mut state.clients[c];
-        match response.outcome {
-            Outcome::Lease { ok, now: lease } => {
-                client.cache = Some(lease);
-                if let Op::Write { intent, .. } = request.op {
-                    match (intent, ok, lease) {
-                        (Intent::Acquire, true, Some(_)) => {
-                            client.belief = Belief::Trait { sent: request.sent };
-                        }
-                        (Intent::Lock, true, Some(lease)) => {
-                            let Some(token) = core::fencing_token(&lease.rv.to_string()) else {
-                                return;
-                            };
-                            let deadline = self.seam.deadline(local_instant(request.sent), ttl);
-                            client.belief = Belief::Guard(Guard {
-                                token: token.get(),
-                                deadline: local_micros(deadline),
-                                held: lease,
-                                lost: false,
-                            });
-                        }
-                        (Intent::Renew, true, Some(lease)) => {
-                            if let Belief::Guard(guard) = &mut client.belief {
-                                let deadline = self.seam.deadline_after(
-                                    local_instant(request.sent),
-                                    local_instant(received),
-                                    ttl,
-                                    local_instant(guard.deadline),
-                                );
-                                guard.deadline = local_micros(deadline);
-                                guard.held = lease;
-                            }
-                            return;
-                        }
-                        _ => {}
-                    }
-                }
-                // What a guard's watch would bring: the Lease as read.
-                if let Belief::Guard(guard) = &mut client.belief {
-                    if !guard.lost {
-                        let (sees, deadline) = self.seam.guard_sees(
-                            &tenure(guard),
-                            &record(&guard.held),
-                            &found(lease.as_ref()),
-                            local_instant(received),
-                            now,
-                            local_instant(guard.deadline),
-                        );
-                        match sees {
-                            core::GuardSees::Nothing => {}
-                            core::GuardSees::Ended => {
-                                guard.lost = true;
-                                reached |= Reached::GuardLost.bit();
-                            }
-                            core::GuardSees::Rewritten => {
-                                guard.deadline = local_micros(deadline);
-                                if let Some(lease) = lease {
-                                    guard.held = lease;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            Outcome::Ledger { ok, now: entry } => {
-                client.ledger = Some(entry);
-                // KubeBeat fires only while it still leads.
-                if let (true, true, Op::LedgerWrite { instant, .. }) = (ok, leads, request.op) {
-                    let bit = 1u8 << instant;
-                    if state.fired & bit != 0 {
-                        state.violated |= Violation::FiredTwice.bit();
-                    }
-                    state.fired |= bit;
-                    reached |= Reached::Fired.bit();
-                }
-            }
-            Outcome::Sink => {}
-        }
-        state.reached |= reached;
     }
 
     fn tick(&self, state: &mut State, by: u64) {
@@ -1167,28 +731,11 @@ impl World {
     }
 }
 
-fn lease_of(hold: Hold, rv: u64, uid: u64) -> Lease {
-    Lease {
-        holder: hold.holder,
-        acquire: hold.acquire,
-        renew: hold.renew,
-        duration: hold.duration,
-        transitions: hold.transitions,
-        rv,
-        uid,
-    }
-}
-
-fn local_micros(instant: LocalInstant) -> Micros {
+pub(crate) fn local_micros(instant: LocalInstant) -> Micros {
     i64::try_from(
         instant
             .saturating_since(LocalInstant::from_duration(Duration::ZERO))
             .as_micros(),
     )
     .unwrap_or(i64::MAX)
-}
-
-/// The ledger's `instant`-th instant: one a minute.
-fn instant_time(instant: u8) -> DateTime<Utc> {
-    datetime(i64::from(instant) * 60 * SECOND)
 }
