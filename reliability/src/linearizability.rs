@@ -532,6 +532,11 @@ fn excerpt(history: &History, search: &Search, deepest: &Node) -> String {
     let ms = |t: u64| history.ms(t);
     let state = match deepest.lock {
         Lock::Free => "free".to_owned(),
+        Lock::Expired { owner, expired_by } => format!(
+            "expired (last held by {}, who may look like the holder until {:.1} ms)",
+            name(history, owner),
+            ms(expired_by)
+        ),
         Lock::Held {
             owner,
             sure_until,
@@ -734,6 +739,30 @@ mod tests {
         let mut without = records.to_vec();
         without.remove(0);
         assert_violation(&without);
+    }
+
+    /// Seen in an HA run: one client's `owner()` proved the expiry while
+    /// another client, whose clock could not yet, refused to take the lock.
+    #[test]
+    fn a_client_in_doubt_may_still_see_an_expired_lock_held() {
+        assert_linearizable(&[
+            call("a", TryAcquire, "k", 3, 10_000, 10_010, True),
+            call("b", Owner, "k", 0, 13_300, 13_310, holder(None)),
+            call("c", TryAcquire, "k", 1, 13_320, 13_330, False),
+            call("b", Owner, "k", 0, 13_340, 13_350, holder(Some("a"))),
+            call("c", TryAcquire, "k", 1, 13_400, 13_410, True),
+        ]);
+        // But not once a client took it, nor after the doubt is over.
+        assert_violation(&[
+            call("a", TryAcquire, "k", 3, 10_000, 10_010, True),
+            call("c", TryAcquire, "k", 1, 13_320, 13_330, True),
+            call("b", Owner, "k", 0, 13_340, 13_350, holder(Some("a"))),
+        ]);
+        assert_violation(&[
+            call("a", TryAcquire, "k", 3, 10_000, 10_010, True),
+            call("b", Owner, "k", 0, 13_300, 13_310, holder(None)),
+            call("c", TryAcquire, "k", 1, 18_100, 18_110, False),
+        ]);
     }
 
     #[test]

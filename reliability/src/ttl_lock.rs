@@ -23,22 +23,28 @@
 //! In between the lock is *in doubt*: before each operation the
 //! specification may let it expire (at an instant no earlier than
 //! `sure_until`), or keep it (at an instant before `expired_by`), and
-//! both ways are explored. Once expired it stays free until the next grant.
+//! both ways are explored. Once expired it is free until the next grant,
+//! for anyone to take; but until `expired_by` it is *expired in doubt*: a
+//! client whose clock cannot prove the expiry yet may still see the last
+//! holder hold it (each client judges expiry by its own bounds on the
+//! server's clock, so one may see the lock free while another does not).
+//! Only refusals and reads may see that; a grant never does.
 //!
 //! # Operations (owner `a`)
 //!
 //! | call | answer | allowed when | then |
 //! |---|---|---|---|
-//! | `try_acquire` | `true` | free, or held by `a` | held by `a` |
-//! | `try_acquire` | `false` | held by another owner | unchanged |
+//! | `try_acquire` | `true` | free, expired, or held by `a` | held by `a` |
+//! | `try_acquire` | `false` | held by another owner, or expired in doubt from another owner | unchanged |
 //! | `renew` | `true` | held by `a` | held by `a` |
 //! | `renew` | `false` | always (a renewal in doubt is refused) | unchanged |
-//! | `release` | `true` | held by `a` | free |
-//! | `release` | `false` | free, or held by another owner | unchanged |
-//! | `release_all` | (count) | always | free if held by `a` |
-//! | `owner` | `Some(x)` | held by `x` | unchanged |
-//! | `owner` | `None` | free | unchanged |
-//! | `is_locked` | `b` | held iff `b` | unchanged |
+//! | `release` | `true` | held by `a`, or expired in doubt from `a` | free |
+//! | `release` | `false` | free, expired, or held by another owner | unchanged |
+//! | `release_all` | (count) | always | free if held (or expired in doubt) by `a` |
+//! | `owner` | `Some(x)` | held by `x`, or expired in doubt from `x` | unchanged |
+//! | `owner` | `None` | free or expired | unchanged |
+//! | `is_locked` | `true` | held, or expired in doubt | unchanged |
+//! | `is_locked` | `false` | free or expired | unchanged |
 //!
 //! `renew` answering `false` to the holder is allowed because the library
 //! refuses a renewal it cannot prove live on every API server's clock, and
@@ -80,6 +86,16 @@ impl Default for Allowance {
 pub enum Lock {
     /// Nobody holds it.
     Free,
+    /// `owner`'s grant has expired: anyone may take the lock, but until
+    /// `expired_by` a client whose clock cannot prove the expiry yet may
+    /// still see `owner` hold it (`try_acquire` or `is_locked` refused,
+    /// `owner()` naming it). Those are refusals and reads, never grants.
+    Expired {
+        /// The last holder.
+        owner: u32,
+        /// Certainly free from this instant on.
+        expired_by: u64,
+    },
     /// `owner` holds it: certainly before `sure_until`, certainly not from
     /// `expired_by` on.
     Held {
@@ -117,17 +133,26 @@ impl Allowance {
         }
         match lock {
             Lock::Free => ways.extend(self.apply(Lock::Free, op).map(|l| (from, l))),
+            Lock::Expired { expired_by, .. } => {
+                let seen = if from < expired_by { lock } else { Lock::Free };
+                ways.extend(self.apply(seen, op).map(|l| (from, l)));
+            }
             Lock::Held {
+                owner,
                 sure_until,
                 expired_by,
-                ..
             } => {
                 if from < expired_by {
                     ways.extend(self.apply(lock, op).map(|l| (from, l)));
                 }
                 let expiry = from.max(sure_until);
+                let expired = if expiry < expired_by {
+                    Lock::Expired { owner, expired_by }
+                } else {
+                    Lock::Free
+                };
                 if expiry <= to {
-                    if let Some(after) = self.apply(Lock::Free, op) {
+                    if let Some(after) = self.apply(expired, op) {
                         if !ways.iter().any(|(_, l)| *l == after) {
                             ways.push((expiry, after));
                         }
@@ -143,22 +168,41 @@ impl Allowance {
     fn apply(&self, lock: Lock, op: &Operation) -> Option<Lock> {
         let mine = matches!(lock, Lock::Held { owner, .. } if owner == op.owner);
         let other = matches!(lock, Lock::Held { owner, .. } if owner != op.owner);
+        // The last holder, as a client in doubt may still see it.
+        let stale = match lock {
+            Lock::Expired { owner, .. } => Some(owner),
+            Lock::Free | Lock::Held { .. } => None,
+        };
         match (op.call, &op.answer) {
             (_, Answer::Unknown) => self.apply(lock, &successful(op)),
             (Call::TryAcquire, Answer::Bool(true)) => (!other).then(|| self.grant(op)),
-            (Call::TryAcquire, Answer::Bool(false)) => other.then_some(lock),
+            (Call::TryAcquire, Answer::Bool(false)) => {
+                (other || stale.is_some_and(|owner| owner != op.owner)).then_some(lock)
+            }
             (Call::Renew, Answer::Bool(true)) => mine.then(|| self.grant(op)),
             (Call::Renew, Answer::Bool(false)) => Some(lock),
-            (Call::Release, Answer::Bool(true)) => mine.then_some(Lock::Free),
+            (Call::Release, Answer::Bool(true)) => {
+                (mine || stale == Some(op.owner)).then_some(Lock::Free)
+            }
             (Call::Release, Answer::Bool(false)) => (!mine).then_some(lock),
-            (Call::ReleaseAll, _) => Some(if mine { Lock::Free } else { lock }),
+            (Call::ReleaseAll, _) => Some(if mine || stale == Some(op.owner) {
+                Lock::Free
+            } else {
+                lock
+            }),
             (Call::Owner, Answer::Holder(holder)) => match (lock, holder) {
-                (Lock::Free, None) => Some(lock),
-                (Lock::Held { owner, .. }, Some(named)) if owner == *named => Some(lock),
+                (Lock::Free | Lock::Expired { .. }, None) => Some(lock),
+                (Lock::Held { owner, .. } | Lock::Expired { owner, .. }, Some(named))
+                    if owner == *named =>
+                {
+                    Some(lock)
+                }
                 _ => None,
             },
             (Call::IsLocked, Answer::Bool(locked)) => {
-                (*locked == matches!(lock, Lock::Held { .. })).then_some(lock)
+                let may_be_locked = matches!(lock, Lock::Held { .. }) || stale.is_some();
+                (*locked == matches!(lock, Lock::Held { .. }) || (*locked && may_be_locked))
+                    .then_some(lock)
             }
             // An answer of a kind the call never gives.
             _ => None,
