@@ -70,7 +70,7 @@ pub fn is_certainly_live(record: &Record, now: ServerTime) -> bool {
 /// with this TTL carries: the latest time the server's clock can read, plus
 /// the drift allowance over the TTL, so that a holder counting the TTL on its
 /// own clock from when it sent the write stops before the server's clock
-/// reaches the expiry (see [`clock`](crate::clock)).
+/// reaches the expiry (see the `clock` module).
 pub fn write_time(now: ServerTime, ttl_secs: i32) -> DateTime<Utc> {
     let ttl = Duration::from_secs(u64::try_from(ttl_secs).unwrap_or(0));
     TimeDelta::from_std(clock::drift_over(ttl))
