@@ -233,7 +233,7 @@ impl KubeLeaseLockBackend {
                 Step::Answer(_) | Step::Foreign => {}
                 Step::Write(write) => {
                     let shared = self.shared_owner(&found, &write, now);
-                    match self.write(op, lock, write).await? {
+                    match self.write(op, lock, write, fresh).await? {
                         Written::Done(state) => {
                             if let Some((owner, other)) = shared {
                                 self.warn_shared_owner(lock, &owner, &other);
@@ -341,7 +341,13 @@ impl KubeLeaseLockBackend {
         Ok(found)
     }
 
-    async fn write(&self, op: Operation, lock: &Lock, write: Write) -> Result<Written> {
+    async fn write(
+        &self,
+        op: Operation,
+        lock: &Lock,
+        write: Write,
+        fresh: bool,
+    ) -> Result<Written> {
         let (api, marks) = (&self.inner.api, &self.inner.marks);
         let outcome = match &write {
             Write::Create(holding) => api
@@ -398,7 +404,7 @@ impl KubeLeaseLockBackend {
                     Found::Ours(record) => marks.other_instance(&record.lease).is_some(),
                     Found::Missing | Found::Foreign => false,
                 };
-                if decision::committed(&write, &after) && !signed_by_another {
+                if decision::committed(&write, &after, fresh) && !signed_by_another {
                     tracing::debug!("a retried write had committed: it is ours");
                     return Ok(Written::Done(after));
                 }

@@ -521,6 +521,47 @@ async fn a_release_retried_after_a_504_that_committed_is_a_release() {
     server.await.expect("server");
 }
 
+/// A release decided from what the backend remembers (its own acquire)
+/// that finds the Lease gone was not this call's: others may have taken
+/// and released the lock since. Found by the linearizability check of a
+/// reliability run, where such a release answered `true` 3 s after the
+/// caller's lock had expired and two other owners had held it.
+#[tokio::test]
+async fn a_release_from_a_remembered_state_that_finds_the_lease_gone_is_no_release() {
+    let (backend, mut handle) = backend(defaults);
+    let server = tokio::spawn(async move {
+        serve(
+            &mut handle,
+            Method::GET,
+            status(StatusCode::NOT_FOUND, "NotFound"),
+        )
+        .await;
+        let (create, send) = handle.next_request().await.expect("a create");
+        assert_eq!(create.method(), Method::POST);
+        send.send_response(respond(StatusCode::CREATED, stored(create, "2").await));
+        // Later: the release deletes what it remembers, but the Lease is gone.
+        serve(
+            &mut handle,
+            Method::DELETE,
+            status(StatusCode::NOT_FOUND, "NotFound"),
+        )
+        .await;
+        serve(
+            &mut handle,
+            Method::GET,
+            status(StatusCode::NOT_FOUND, "NotFound"),
+        )
+        .await;
+        nothing_more(&mut handle).await;
+    });
+    assert!(backend.try_acquire(KEY, "me", 30).await.expect("an answer"));
+    assert!(
+        !backend.release(KEY, "me").await.expect("an answer"),
+        "a release that deleted nothing of this caller's said true"
+    );
+    server.await.expect("server");
+}
+
 /// A list of the one Lease `items` as of `resource_version`.
 fn listed(items: Vec<serde_json::Value>, resource_version: &str) -> Response<Body> {
     respond(
